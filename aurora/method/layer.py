@@ -1,0 +1,129 @@
+"""Aurora's modules: the shared factors, the wrapped Linear layers and GQT.
+
+Shapes: x (..., d) activations, U: d -> R, V: R -> d, core G (R, R, R), a mode vector p (R,).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SharedFactors(nn.Module):
+    """U, V and the core, owned once by the model (``model.aurora_shared``) and read by every wrapped layer."""
+
+    def __init__(self, d: int, rank: int, core: str):
+        super().__init__()
+        self.rank, self.core_kind = rank, core
+        self.U = nn.Linear(d, rank, bias=False)  # default Kaiming-uniform, as the official code
+        self.V = nn.Linear(rank, d, bias=False)
+        nn.init.zeros_(self.V.weight)  # every delta is exactly zero at step 0
+        if core == "dense":
+            self.core = nn.Parameter(torch.empty(rank, rank, rank))
+            nn.init.xavier_uniform_(self.core)  # torch takes fan_in = fan_out = R^2 for a 3-D tensor
+        else:
+            # CP: a super-diagonal core lambda; 1 is neutral because V = 0 zeroes every delta anyway.
+            self.core = nn.Parameter(torch.ones(rank))
+
+    def modes(self, p: torch.Tensor) -> torch.Tensor:
+        """M = G x_3 p for each column of p (R, k) -> (R, R, k)."""
+        if self.core_kind == "dense":
+            return torch.einsum("abc,ck->abk", self.core, p)
+        return torch.diag_embed((self.core[:, None] * p).T).permute(1, 2, 0)  # (k, R, R) -> (R, R, k)
+
+
+def _mode_vectors(rank: int, k: int) -> nn.Parameter:
+    p = torch.empty(rank, k)
+    bound = math.sqrt(6.0 / (rank + k))  # xavier-uniform of an (R, k) matrix, as the official code
+    return nn.Parameter(p.uniform_(-bound, bound))
+
+
+class _Adapted(nn.Module):
+    """A frozen Linear plus Aurora's delta; ``base`` keeps the original module and its parameter names."""
+
+    def __init__(self, base: nn.Linear, shared: SharedFactors, k: int, dropout: float):
+        super().__init__()
+        self.base = base
+        self._shared = (shared,)  # a tuple, so the shared factors are not registered (or saved) per layer
+        self.aurora_p = _mode_vectors(shared.rank, k)
+        self.drop = nn.Dropout(dropout)
+
+    @property
+    def shared(self) -> SharedFactors:
+        return self._shared[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.delta(x)
+
+
+class ViTLinear(_Adapted):
+    """ViT q/k/v (fused, k = 3) or output projection (k = 1): dW = drop(x U M) V^T, dropout after the core."""
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.shared
+        modes = s.modes(self.aurora_p)  # (R, R, k)
+        h = torch.einsum("...r,rsk->...ks", s.U(x), modes)  # (..., k, R)
+        return s.V(self.drop(h)).flatten(-2)  # (..., k*d): q, k, v concatenated as in the fused qkv output
+
+
+class TextLinear(_Adapted):
+    """BERT q, k or v (k = 1): dW = (drop(x U) M) V^T, dropout before the core as in the official code."""
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.shared
+        return s.V(self.drop(s.U(x)) @ s.modes(self.aurora_p)[..., 0])
+
+
+class MlpIn(_Adapted):
+    """ViT fc1 (d -> c*d) as c chunks, with the official interleaving (spec section 3.4)."""
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        s, c = self.shared, self.aurora_p.shape[1]
+        f1 = s.modes(self.aurora_p).reshape(s.rank, -1)  # (R, c*R), column index b*c + j (row-major)
+        z = self.drop(s.U(x) @ f1)  # (..., c*R)
+        z = z.unflatten(-1, (c, s.rank))  # chunk k takes columns [kR, (k+1)R)
+        return s.V(z).flatten(-2)  # (..., c*d): hidden units [k*d, (k+1)*d) belong to chunk k
+
+
+class MlpOut(_Adapted):
+    """ViT fc2 (c*d -> d), reading the hidden state as c chunks of d."""
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        s, c = self.shared, self.aurora_p.shape[1]
+        f2 = s.modes(self.aurora_p).reshape(s.rank, -1)  # (R, c*R)
+        y = s.U(x.unflatten(-1, (c, -1))).flatten(-2)  # (..., c*R), index k*R + r
+        return s.V(self.drop(y @ f2.T))  # (..., d)
+
+
+class GatedQuery(nn.Module):
+    """GQT for one text layer: y + g*(a_s * gamma_s + beta_s) + g*(a_c * gamma_c + beta_c).
+
+    Active only in calls where the layer's cross-attention ran (image-grounded mode); a_s and a_c are the
+    outputs of the self- and cross-attention sub-layers, captured by forward hooks during the same call.
+    """
+
+    def __init__(self, d: int, scale: float, init_std: float):
+        super().__init__()
+        self.scale = scale
+        self.aurora_gqt = nn.Parameter(torch.randn(4, d) * init_std)  # gamma_s, beta_s, gamma_c, beta_c
+        self._a_s = self._a_c = None
+
+    def attach(self, layer: nn.Module) -> None:
+        layer.aurora_gqt = self
+        layer.register_forward_pre_hook(self._reset)
+        layer.attention.register_forward_hook(lambda m, i, out: setattr(self, "_a_s", out[0]))
+        layer.crossattention.register_forward_hook(lambda m, i, out: setattr(self, "_a_c", out[0]))
+        layer.register_forward_hook(self._add)
+
+    def _reset(self, module, args):
+        self._a_s = self._a_c = None
+
+    def _add(self, module, args, output):
+        a_s, a_c = self._a_s, self._a_c
+        self._a_s = self._a_c = None  # do not keep activations alive past the call
+        if a_c is None:  # text-only (ITC) pass: GQT off
+            return output
+        gs, bs, gc, bc = self.aurora_gqt
+        return output + self.scale * (a_s * gs + bs) + self.scale * (a_c * gc + bc)

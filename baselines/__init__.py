@@ -1,0 +1,1 @@
+"""Baseline methods, one sub-package each; every sub-package registers itself on import."""

@@ -1,0 +1,45 @@
+"""nox sessions: tests, lint, suite, report. Uses pip/virtualenv (uv ignores this machine's torch wheel)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+os.environ.setdefault("NOX_DOWNLOAD_PYTHON", "never")
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+TORCH = "torch==2.13.0"  # the CPU build; must be installed before anything that depends on torch
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    session.install(TORCH)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    _install(session, "dev", "reports")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "aurora", "baselines", "suites", "reports", "tests", "noxfile.py")
+
+
+@nox.session
+def suite(session: nox.Session) -> None:
+    """nox -s suite -- retrieval   (a group, benchmark names, or a YAML spec; extra flags pass through)."""
+    _install(session)
+    session.run("aurora-bench", "suite", *(session.posargs or ["retrieval"]))
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    _install(session, "reports")
+    session.run("aurora-bench", "report", *session.posargs)

@@ -1,0 +1,1 @@
+"""Reports: tables and plots rebuilt from MLflow runs alone (no torch, no trial is rerun)."""

@@ -1,0 +1,150 @@
+"""Result tables: terminal ranking and LaTeX (booktabs, best per column in bold), mean +- std over seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RECALLS = ["txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean"]
+HEADERS = {"txt_r1": "TR@1", "txt_r5": "TR@5", "txt_r10": "TR@10", "img_r1": "IR@1", "img_r5": "IR@5",
+           "img_r10": "IR@10", "r_mean": "mean"}
+
+
+def frame_from_records(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        spec = r["spec"]
+        rows.append({"benchmark": spec["benchmark"], "method": spec["method"], "seed": int(spec["seed"]),
+                     "tier": r["tier"], "hardware": r["hardware"], "primary_metric": r["primary_metric"],
+                     **r["metrics"], **{f"params_{k}": v for k, v in r["params"].items()},
+                     "itm_loss": r["train_stats"].get("itm_loss", np.nan), "wall_time_s": r["wall_time_s"]})
+    return pd.DataFrame(rows)
+
+
+def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.DataFrame:
+    """Finished trial runs of an experiment; for repeated (benchmark, method, seed), the newest run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.kind = 'trial'",
+                              output_format="pandas")
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs[runs["status"] == "FINISHED"].sort_values("start_time")
+    frame = pd.DataFrame({
+        "benchmark": runs["tags.benchmark"], "method": runs["tags.method"], "seed": runs["tags.seed"].astype(int),
+        "tier": runs["tags.tier"], "hardware": runs["tags.hardware"], "primary_metric": runs["tags.primary_metric"],
+    })
+    for col in runs.columns:
+        if col.startswith("metrics.") and not col.startswith("metrics.epoch_"):
+            frame[col.removeprefix("metrics.")] = runs[col].astype(float)
+    return frame.drop_duplicates(["benchmark", "method", "seed"], keep="last").reset_index(drop=True)
+
+
+def summarize(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds per (benchmark, method): columns '<c>' and '<c>_std', plus 'seeds'."""
+    grouped = df.groupby(["benchmark", "method"])
+    mean = grouped[columns].mean()
+    std = grouped[columns].std(ddof=1).fillna(0.0).add_suffix("_std")
+    return pd.concat([mean, std, grouped.size().rename("seeds")], axis=1).reset_index()
+
+
+def ranking_text(df: pd.DataFrame) -> str:
+    """Per benchmark, methods ranked by the primary metric (mean +- std over seeds)."""
+    cols = ["itm_r_mean", "itc_r_mean", "params_method_trainable", "params_percent", "itm_loss"]
+    cols = [c for c in cols if c in df]
+    table = summarize(df, cols)
+    lines = []
+    for bench, rows in table.groupby("benchmark"):
+        primary = df.loc[df["benchmark"] == bench, "primary_metric"].iloc[0]
+        rows = rows.sort_values(primary, ascending=False)
+        lines.append(f"\n{bench}  (ranked by {primary}; mean +- std over seeds)")
+        lines.append(f"  {'rank':<5}{'method':<16}{'ITM-reranked R_mean':>22}{'ITC-only R_mean':>20}"
+                     f"{'trainable':>12}{'%':>9}{'seeds':>7}")
+        for rank, (_, r) in enumerate(rows.iterrows(), 1):
+            lines.append(
+                f"  {rank:<5}{r['method']:<16}{_pm(r, 'itm_r_mean', 1):>22}{_pm(r, 'itc_r_mean', 1):>20}"
+                f"{int(r['params_method_trainable']):>12,}{r['params_percent']:>9.3f}{int(r['seeds']):>7}"
+            )
+    return "\n".join(lines)
+
+
+def print_ranking(records: list[dict], failures: list[dict]) -> None:
+    if records:
+        print(ranking_text(frame_from_records(records)))
+    for f in failures:
+        spec = f["spec"]
+        last = f["error"].strip().splitlines()[-1] if f["error"].strip() else "unknown error"
+        print(f"FAILED {spec['benchmark']}--{spec['method']}--seed{spec['seed']}: {last}")
+
+
+def _pm(row, col: str, digits: int) -> str:
+    return f"{row[col]:.{digits}f} ± {row[col + '_std']:.{digits}f}"
+
+
+def latex_table(df: pd.DataFrame, protocol: str = "itm", caption: str = "", label: str = "") -> str:
+    """Methods x (benchmark x recall) table; best mean per column in bold."""
+    cols = [f"{protocol}_{m}" for m in RECALLS]
+    table = summarize(df, cols + ["params_method_trainable"])
+    benchmarks = sorted(table["benchmark"].unique())
+    methods = sorted(table["method"].unique())
+    spec = "l r " + " ".join("r" * len(RECALLS) for _ in benchmarks)
+    head1 = " & & " + " & ".join(
+        f"\\multicolumn{{{len(RECALLS)}}}{{c}}{{{_tex(b)}}}" for b in benchmarks) + " \\\\"
+    rules = " ".join(f"\\cmidrule(lr){{{3 + i * len(RECALLS)}-{2 + (i + 1) * len(RECALLS)}}}" for i in range(len(benchmarks)))
+    head2 = "Method & Params & " + " & ".join(HEADERS[m] for _ in benchmarks for m in RECALLS) + " \\\\"
+    body = []
+    for method in methods:
+        cells = [_tex(method)]
+        first = table[table["method"] == method].iloc[0]
+        cells.append(_count(first["params_method_trainable"]))
+        for bench in benchmarks:
+            sub = table[table["benchmark"] == bench]
+            row = sub[sub["method"] == method]
+            for c in cols:
+                if row.empty:
+                    cells.append("--")
+                    continue
+                text = f"{row[c].iloc[0]:.1f}$\\pm${row[c + '_std'].iloc[0]:.1f}"
+                best = np.isclose(row[c].iloc[0], sub[c].max())
+                cells.append(f"\\textbf{{{text}}}" if best else text)
+        body.append(" & ".join(cells) + " \\\\")
+    return "\n".join([
+        "\\begin{table}[t]", "\\centering", "\\scriptsize", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+        f"\\begin{{tabular}}{{{spec}}}", "\\toprule", head1, rules, head2, "\\midrule", *body, "\\bottomrule",
+        "\\end{tabular}", "\\end{table}", "",
+    ])
+
+
+def _tex(text: str) -> str:
+    return str(text).replace("_", "\\_").replace("%", "\\%")
+
+
+def _count(n: float) -> str:
+    n = float(n)
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{int(n)}"
+
+
+def write_report(output_dir: str | Path, tracking_uri: str | None = None, experiment: str = "aurora-bench") -> list[Path]:
+    """Write the retrieval tables (ITM-reranked and ITC-only) from the MLflow runs alone."""
+    from suites.tracking import tracking_uri as resolve_uri
+
+    uri = resolve_uri(output_dir, tracking_uri)
+    df = frame_from_runs(uri, experiment)
+    if df.empty:
+        raise FileNotFoundError(f"no finished trial runs in experiment {experiment!r} at {uri}; run a suite first")
+    out = Path(output_dir) / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    retrieval = df[df["itm_r_mean"].notna()] if "itm_r_mean" in df else df.iloc[0:0]
+    for tier, part in retrieval.groupby("tier"):
+        hardware = "; ".join(sorted(part["hardware"].unique()))
+        for protocol, what in (("itm", "ITC top-k re-ranked by ITM (BLIP protocol)"), ("itc", "ITC similarity only")):
+            caption = (f"Image-text retrieval, {tier} tier, {what}; mean$\\pm$std over seeds. "
+                       f"Params: method-trainable parameters. Hardware: {_tex(hardware)}.")
+            path = out / f"retrieval_{tier}_{protocol}.tex"
+            path.write_text(latex_table(part, protocol, caption, f"tab:retrieval-{tier}-{protocol}"))
+            paths.append(path)
+    return paths

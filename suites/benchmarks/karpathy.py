@@ -1,0 +1,124 @@
+"""Real-tier image-text retrieval: MSCOCO and Flickr30K in the Karpathy-split JSON that BLIP ships.
+
+Layout under ``data_root`` (LAVIS-style; BLIP's and Aurora's folders work too, see ``image_root``)::
+
+    <data_root>/coco/images/{train2014,val2014}/COCO_*.jpg
+    <data_root>/coco/annotations/coco_karpathy_{train,val,test}.json
+    <data_root>/flickr30k/images/flickr30k-images/<id>.jpg
+    <data_root>/flickr30k/annotations/flickr30k_{train,val,test}.json   (or LAVIS's train/val/test.json)
+
+Train files hold one record per caption ({image, caption, image_id}); val/test one record per image
+({image, caption: [...]}). Every file is checked before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aurora.registry import BENCHMARKS
+from suites.benchmarks import DataError, RetrievalBenchmark
+from suites.retrieval import RetrievalData
+
+_PUNCT = re.compile(r"[.!\"()*#:;~]")
+
+
+def pre_caption(caption: str, max_words: int = 30) -> str:
+    """BLIP's caption normalisation: lowercase, punctuation to spaces, collapse whitespace, cut to max_words."""
+    words = _PUNCT.sub(" ", caption.lower()).split()
+    return " ".join(words[:max_words])
+
+
+@dataclass
+class KarpathyRetrieval(RetrievalBenchmark):
+    dataset: str = "coco"  # "coco" or "flickr30k"
+    data_root: str = ""
+    image_root: str = ""  # default <data_root>/<dataset>/images
+    ann_root: str = ""  # default <data_root>/<dataset>/annotations
+    max_words: int = 30
+
+    def _roots(self) -> tuple[Path, Path]:
+        if not (self.data_root or (self.image_root and self.ann_root)):
+            raise DataError(
+                f"benchmark {self.name!r} needs its data: pass data_root=DIR (or image_root and ann_root); "
+                f"expected layout: {self.layout()}"
+            )
+        base = Path(self.data_root or ".").expanduser() / self.dataset
+        return Path(self.image_root or base / "images"), Path(self.ann_root or base / "annotations")
+
+    def layout(self) -> str:
+        if self.dataset == "coco":
+            return ("<data_root>/coco/annotations/coco_karpathy_{train,val,test}.json and "
+                    "<data_root>/coco/images/{train2014,val2014}/COCO_*.jpg")
+        return ("<data_root>/flickr30k/annotations/flickr30k_{train,val,test}.json and "
+                "<data_root>/flickr30k/images/flickr30k-images/<id>.jpg")
+
+    def _annotation(self, ann_root: Path, split: str) -> list:
+        names = [f"coco_karpathy_{split}.json"] if self.dataset == "coco" else [f"flickr30k_{split}.json", f"{split}.json"]
+        for name in names:
+            path = ann_root / name
+            if path.is_file():
+                try:
+                    records = json.loads(path.read_text())
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); expected a list "
+                                    "of records as BLIP ships them") from None
+                if not isinstance(records, list) or not records:
+                    raise DataError(f"{path} must be a non-empty JSON list of records; expected layout: {self.layout()}")
+                return records
+        raise DataError(f"missing annotation file {ann_root / names[0]}; expected layout: {self.layout()}")
+
+    def _image_path(self, image_root: Path, rel: str) -> str:
+        # BLIP joins the relative path; Aurora/UniAdapter keep only the base name: accept both layouts.
+        for candidate in (image_root / rel, image_root / os.path.basename(rel)):
+            if candidate.is_file():
+                return str(candidate)
+        raise DataError(f"missing image {image_root / rel} (also tried {image_root / os.path.basename(rel)}); "
+                        f"expected layout: {self.layout()}")
+
+    def _train(self, records: list, image_root: Path, path_hint: str) -> RetrievalData:
+        images, index, texts, txt2img = [], {}, [], []
+        for i, rec in enumerate(records):
+            if not {"image", "caption"} <= set(rec) or not isinstance(rec["caption"], str):
+                raise DataError(f"{path_hint} record {i} needs 'image' and a string 'caption' (one record per caption)")
+            key = rec.get("image_id", rec["image"])  # only a grouping key for "same image"
+            if key not in index:
+                index[key] = len(images)
+                images.append(self._image_path(image_root, rec["image"]))
+            texts.append(pre_caption(rec["caption"], self.max_words))
+            txt2img.append(index[key])
+        return RetrievalData(images, texts, np.array(txt2img))
+
+    def _eval(self, records: list, image_root: Path, path_hint: str) -> RetrievalData:
+        images, texts, txt2img = [], [], []
+        for i, rec in enumerate(records):
+            if not isinstance(rec.get("caption"), list) or "image" not in rec:
+                raise DataError(f"{path_hint} record {i} needs 'image' and a 'caption' list (one record per image)")
+            images.append(self._image_path(image_root, rec["image"]))
+            texts += [pre_caption(c, self.max_words) for c in rec["caption"]]
+            txt2img += [i] * len(rec["caption"])
+        return RetrievalData(images, texts, np.array(txt2img))
+
+    def load(self):
+        image_root, ann_root = self._roots()
+        train, val, test = (self._annotation(ann_root, s) for s in ("train", "val", "test"))
+        return (self._train(train, image_root, f"{self.dataset} train"),
+                self._eval(val, image_root, f"{self.dataset} val"),
+                self._eval(test, image_root, f"{self.dataset} test"))
+
+
+@BENCHMARKS.register("coco")
+def coco(**options) -> KarpathyRetrieval:
+    return KarpathyRetrieval(name="coco", tier="real", dataset="coco", default_backbone="hf",
+                             description="MSCOCO 5K Karpathy test (real data)", **options)
+
+
+@BENCHMARKS.register("flickr30k")
+def flickr30k(**options) -> KarpathyRetrieval:
+    return KarpathyRetrieval(name="flickr30k", tier="real", dataset="flickr30k", default_backbone="hf",
+                             description="Flickr30K 1K Karpathy test (real data)", **options)

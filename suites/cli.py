@@ -1,0 +1,152 @@
+"""``aurora-bench``: run suites, count parameters, list the registries, build reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from aurora.api import TargetingError
+from aurora.registry import UnknownNameError
+
+
+def _cmd_list(args) -> int:
+    from aurora.registry import BACKBONES, BENCHMARKS, METHODS
+    from suites import experiments
+
+    what = args.what
+    if what in ("methods", "all"):
+        print("methods:")
+        for name, cls in METHODS.items():
+            print(f"  {name:16s} {cls.description}")
+    if what in ("benchmarks", "all"):
+        print("benchmarks:")
+        for name, factory in BENCHMARKS.items():
+            bench = factory()
+            print(f"  {name:16s} [{bench.tier}] {bench.description}")
+    if what in ("backbones", "all"):
+        print("backbones:")
+        for name, factory in BACKBONES.items():
+            print(f"  {name:16s} {(factory.__doc__ or '').strip().splitlines()[0]}")
+    if what in ("groups", "all"):
+        print("suite groups: " + ", ".join(experiments.groups()))
+    return 0
+
+
+def _cmd_params(args) -> int:
+    import aurora
+    from aurora.api import train_heads
+    from suites.backbones import build_backbone
+    from suites.benchmarks import RetrievalBenchmark
+
+    if args.task != "retrieval":
+        raise UnknownNameError(f"unknown task {args.task!r}; valid tasks: retrieval")
+    options = json.loads(args.options) if args.options else {}
+    method = aurora.create_method(args.method, **options)
+    backbone = build_backbone(args.backbone)
+    method.apply(backbone.model)
+    if method.trains:
+        train_heads(backbone.model, RetrievalBenchmark.heads)
+    report = aurora.param_report(backbone.model).to_dict()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for k, v in report.items():
+            print(f"{k:18s} {v:,.4f}" if isinstance(v, float) else f"{k:18s} {v:,}")
+    return 0
+
+
+def _cmd_suite(args) -> int:
+    from suites import experiments
+    from reports.tables import print_ranking
+    from suites.runner import run_suite
+
+    exp = experiments.for_targets(args.targets or ["retrieval"])
+    if args.methods:
+        unknown = [m for m in args.methods if m not in exp.methods]
+        if unknown:
+            raise UnknownNameError(f"method(s) {unknown} not in suite {exp.name!r}; its methods: {', '.join(exp.methods)}")
+        exp.methods = {m: exp.methods[m] for m in args.methods}
+    if args.seeds:
+        exp.seeds = args.seeds
+    if args.steps:
+        exp.train = {**exp.train, "steps": args.steps}
+    specs = exp.trials()
+    _prepare_backbones(specs)
+    print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
+          f"x {len(exp.seeds)} seeds) -> {args.output}", flush=True)
+    records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address,
+                                  args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+    print_ranking(records, failures)
+    return 1 if failures and not records else 0
+
+
+def _prepare_backbones(specs) -> None:
+    """Pretrain the proxy backbone once, in the driver with a progress bar, before trials need it."""
+    from aurora.registry import BENCHMARKS
+    from suites.backbones import build_backbone
+
+    names = {(s.backbone or BENCHMARKS.get(s.benchmark)(**s.benchmark_options).default_backbone) for s in specs}
+    if "proxy" in names:
+        build_backbone("proxy")
+
+
+def _cmd_report(args) -> int:
+    from reports.tables import write_report
+
+    paths = write_report(args.output, args.tracking_uri, args.experiment)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aurora-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("suite", help="run a suite group, benchmarks or a YAML spec through Ray Tune + MLflow")
+    p.add_argument("targets", nargs="*", help="group (retrieval), benchmark names, or a YAML spec")
+    p.add_argument("--methods", nargs="+", help="run only these methods of the suite")
+    p.add_argument("--seeds", nargs="+", type=int, help="override the seeds")
+    p.add_argument("--steps", type=int, help="override the training steps")
+    p.add_argument("--output", default="outputs", help="output folder (MLflow sqlite, Ray results, weights)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in --output)")
+    p.add_argument("--address", help="Ray cluster address (auto or ray://host:port); default: local Ray")
+    p.add_argument("--cpus-per-trial", type=float, default=1)
+    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--max-concurrent", type=int, default=0, help="0: as many as the resources allow")
+    p.set_defaults(func=_cmd_suite)
+
+    p = sub.add_parser("params", help="count a method's parameters on a backbone (no download)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--backbone", default="blip-base")
+    p.add_argument("--task", default="retrieval")
+    p.add_argument("--options", help="method options as JSON, e.g. '{\"rank\": 16}'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser("list", help="list methods, benchmarks, backbones and suite groups")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "benchmarks", "backbones", "groups"])
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("report", help="LaTeX tables from the MLflow runs alone")
+    p.add_argument("--output", default="outputs")
+    p.add_argument("--tracking-uri")
+    p.add_argument("--experiment", default="aurora-bench")
+    p.set_defaults(func=_cmd_report)
+
+    args = parser.parse_args(argv)
+    from suites.backbones import BackboneUnavailable
+    from suites.benchmarks import DataError
+    from suites.experiments import SpecError
+
+    try:
+        return args.func(args)
+    except (UnknownNameError, TargetingError, BackboneUnavailable, DataError, SpecError) as err:
+        # bad input: one clear line, no traceback
+        print(f"aurora-bench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Pretrain the proxy-tier BLIP on synthetic scenes (ITC + ITM), deterministically, cached on disk.
+
+The cache key hashes the pretraining config and the world version, so a changed recipe never reuses a
+stale model. ``AURORA_CACHE`` (default ``~/.cache/aurora-bench``) sets where it lives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from suites.backbones import Backbone, blip_config, from_config
+from suites.proxy import world
+from suites.proxy.tokenizer import WordTokenizer
+from suites.retrieval import LossSettings, RetrievalData, evaluate
+from suites.train import TrainConfig, fit
+
+WORLD_VERSION = 1  # bump when the synthetic world changes what a seed generates
+
+
+@dataclass(frozen=True)
+class ProxyModelConfig:
+    hidden: int = 128
+    layers: int = 3
+    heads: int = 4
+    mlp: int = 512
+    image_size: int = 48
+    patch: int = 16  # one patch per grid cell: half the step time of patch 8
+    proj: int = 64
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    seed: int = 0
+    n_images: int = 4000
+    captions_per_image: int = 5
+    eval_images: int = 300
+    model: ProxyModelConfig = ProxyModelConfig()
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=500, batch_size=128, lr=3e-4, warmup=50, eval_every=50, loss=LossSettings(itm_anchors=64)))
+    temp_init: float = 0.07
+
+    def key(self) -> str:
+        blob = json.dumps({"world": WORLD_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def split_data(split: world.Split) -> RetrievalData:
+    """A synthetic split as retrieval data, with the world's truth oracle for false-negative masking."""
+    facts = [world.scene_facts(s) for s in split.scenes]
+    caps = split.captions
+
+    def true_of(img_idx: np.ndarray, txt_idx: np.ndarray) -> np.ndarray:
+        return np.array([[caps[t].facts <= facts[i] for t in txt_idx] for i in img_idx], dtype=bool)
+
+    return RetrievalData(split.images, split.texts, split.txt2img, true_of)
+
+
+def tokenizer() -> WordTokenizer:
+    return WordTokenizer(world.vocabulary())
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("AURORA_CACHE", Path.home() / ".cache" / "aurora-bench")).expanduser()
+
+
+def pretrain(cfg: PretrainConfig, progress: bool = True) -> tuple[Backbone, dict]:
+    torch.manual_seed(cfg.seed)
+    tok = tokenizer()
+    m = cfg.model
+    model = from_config(blip_config(m.hidden, m.layers, m.heads, m.mlp, m.image_size, m.patch, tok.vocab_size, m.proj),
+                        seed=cfg.seed)
+    backbone = Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=m.image_size, max_text_length=32,
+                        source="proxy (pretrained by aurora-bench)")
+    train = split_data(world.make_split(cfg.seed, cfg.n_images, cfg.captions_per_image, world.Shift()))
+    temp = torch.nn.Parameter(torch.tensor(cfg.temp_init))
+    start = time.perf_counter()
+    stats = fit(model, backbone, train, cfg.train, temp, seed=cfg.seed,
+                progress="pretraining the proxy backbone" if progress else None)
+    backbone.temp = float(temp.detach().clamp(cfg.train.loss.temp_min, 0.5))
+    # held-in evaluation: fresh scenes from the pretraining distribution
+    held_in = split_data(world.make_split(cfg.seed + 1000, cfg.eval_images, 5, world.Shift()))
+    metrics = evaluate(model, backbone, held_in, k_test=cfg.train.k_test)
+    info = {"pretrain_seconds": time.perf_counter() - start, "temp": backbone.temp, **stats,
+            **{f"pretrain_{k}": v for k, v in metrics.items()}}
+    backbone.info = info
+    return backbone, info
+
+
+def load_or_pretrain(seed: int = 0, cache_dir: str | None = None, cfg: PretrainConfig | None = None,
+                     progress: bool = True) -> Backbone:
+    from transformers import BlipForImageTextRetrieval
+
+    from aurora.api import mark_backbone
+
+    cfg = cfg or PretrainConfig(seed=seed)
+    folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "proxy" / cfg.key()
+    if (folder / "info.json").is_file():
+        info = json.loads((folder / "info.json").read_text())
+        model = mark_backbone(BlipForImageTextRetrieval.from_pretrained(folder).eval())
+        tok = WordTokenizer.from_dict(info["tokenizer"])
+        return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=cfg.model.image_size,
+                        temp=info["temp"], max_text_length=32, source=f"proxy {cfg.key()} (cached)", info=info)
+    backbone, info = pretrain(cfg, progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    backbone.model.save_pretrained(tmp)
+    (tmp / "info.json").write_text(json.dumps({**info, "config": dataclasses.asdict(cfg),
+                                               "tokenizer": backbone.tokenizer.to_dict()}, indent=1))
+    for f in tmp.iterdir():  # info.json last: its presence marks a complete cache entry
+        if f.name != "info.json":
+            f.replace(folder / f.name)
+    (tmp / "info.json").replace(folder / "info.json")
+    tmp.rmdir()
+    backbone.source = f"proxy {cfg.key()}"
+    return backbone

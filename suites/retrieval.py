@@ -1,0 +1,212 @@
+"""Image-text retrieval on BLIP: data container, ITC + ITM losses, and BLIP's two-stage evaluation.
+
+Shapes: B batch, L text length, N image tokens, d hidden, e projection width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suites.metrics import retrieval_recall
+
+
+@dataclass
+class RetrievalData:
+    """Images with their captions as one flat list; ``txt2img[t]`` is the image of caption t.
+
+    images: uint8 (n, H, W, 3) array, or a list of image file paths (real tier, loaded lazily).
+    true_of: optional oracle (image indices, text indices) -> bool matrix, "caption j is true of image i";
+    where missing, only an image's own captions count as true (the real datasets give nothing more).
+    """
+
+    images: np.ndarray | Sequence[str]
+    texts: list[str]
+    txt2img: np.ndarray
+    true_of: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self):
+        self.txt2img = np.asarray(self.txt2img, dtype=np.int64)
+        if len(self.texts) != len(self.txt2img):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.txt2img)} txt2img entries")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    def image_batch(self, idx: np.ndarray):
+        if isinstance(self.images, np.ndarray):
+            return self.images[idx]
+        from PIL import Image
+
+        return [Image.open(self.images[i]) for i in idx]
+
+    def truth(self, img_idx: np.ndarray, txt_idx: np.ndarray) -> np.ndarray:
+        """(len(img_idx), len(txt_idx)) bool: caption is true of image (its own image at least)."""
+        own = self.txt2img[txt_idx][None, :] == np.asarray(img_idx)[:, None]
+        return own if self.true_of is None else own | self.true_of(img_idx, txt_idx)
+
+
+@dataclass
+class LossSettings:
+    """ITC/ITM training choices, the same for every method (documented in the README)."""
+
+    itm_weight: float = 1.0
+    # How ITM negatives are drawn: "hard" (softmax over ITC similarity, as BLIP), "random" (uniform) or
+    # "mixed" (each negative hard or random with equal chance). Captions true of the anchor are never negatives.
+    itm_negatives: str = "mixed"
+    temp_min: float = 0.03  # floor for the ITC temperature: a near-zero temperature makes hard negatives degenerate
+    # ITM anchors per batch (0 = every pair, as BLIP): each anchor adds a positive and two negatives, and the
+    # image-grounded pass over them dominates the step time on a CPU.
+    itm_anchors: int = 0
+
+
+def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> image tokens (B, N, d), normalised ITC features (B, e)."""
+    embeds = model.vision_model(pixel_values=pixels).last_hidden_state
+    return embeds, F.normalize(model.vision_proj(embeds[:, 0]), dim=-1)
+
+
+def encode_texts(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unimodal text pass (no cross-attention) -> [CLS] state (B, d), normalised ITC features (B, e)."""
+    cls = model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    return cls, F.normalize(model.text_proj(cls), dim=-1)
+
+
+def fused_cls(model, image_embeds, ids, mask, enc_token_id: int) -> torch.Tensor:
+    """Image-grounded text pass with BLIP's [ENC] first token -> [CLS] state (P, d)."""
+    ids = ids.clone()
+    ids[:, 0] = enc_token_id
+    image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long)
+    out = model.text_encoder(
+        input_ids=ids, attention_mask=mask, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
+    )
+    return out.last_hidden_state[:, 0]
+
+
+def _sample_negatives(sim: torch.Tensor, allowed: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """One negative column per row of ``sim`` (B, B) among ``allowed`` columns; -1 where none is allowed."""
+    hard = torch.softmax(sim.float(), dim=1) * allowed
+    uniform = allowed.float()
+    if mode == "hard":
+        weights = hard
+    elif mode == "random":
+        weights = uniform
+    elif mode == "mixed":
+        pick_hard = torch.rand(sim.shape[0], 1, generator=gen) < 0.5
+        weights = torch.where(pick_hard, hard, uniform)
+    else:
+        raise ValueError(f"itm_negatives must be 'hard', 'random' or 'mixed', got {mode!r}")
+    has_any = weights.sum(1) > 0
+    weights = torch.where(has_any[:, None], weights + 1e-12 * allowed, torch.ones_like(weights))
+    choice = torch.multinomial(weights, 1, generator=gen).squeeze(1)
+    return torch.where(has_any, choice, torch.full_like(choice, -1))
+
+
+def retrieval_losses(
+    model: nn.Module,
+    pixels: torch.Tensor,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    truth: torch.Tensor,
+    temp: torch.Tensor,
+    enc_token_id: int,
+    settings: LossSettings,
+    gen: torch.Generator,
+    itm_features: Callable = lambda fused, text, n_pos: fused,
+) -> dict[str, torch.Tensor]:
+    """BLIP's ITC + ITM for a batch of B (image, caption) pairs.
+
+    truth: (B, B) bool, caption j is true of image i (its diagonal is all true). True pairs are soft ITC
+    positives and are never drawn as ITM negatives.
+    """
+    image_embeds, image_feat = encode_images(model, pixels)  # (B, N, d), (B, e)
+    text_cls, text_feat = encode_texts(model, ids, mask)  # (B, d), (B, e)
+    temp = temp.clamp(min=settings.temp_min, max=0.5)
+
+    sim_i2t = image_feat @ text_feat.T / temp  # (B, B)
+    targets = truth.float() / truth.float().sum(1, keepdim=True)
+    targets_t = truth.T.float() / truth.T.float().sum(1, keepdim=True)
+    itc = 0.5 * (
+        -(F.log_softmax(sim_i2t, dim=1) * targets).sum(1).mean()
+        - (F.log_softmax(sim_i2t.T, dim=1) * targets_t).sum(1).mean()
+    )
+
+    with torch.no_grad():
+        neg_img = _sample_negatives(sim_i2t.T, ~truth.T, settings.itm_negatives, gen)  # per caption
+        neg_txt = _sample_negatives(sim_i2t, ~truth, settings.itm_negatives, gen)  # per image
+    n_anchor = settings.itm_anchors or len(ids)
+    arange = torch.arange(min(n_anchor, len(ids)))
+    neg_img, neg_txt = neg_img[arange], neg_txt[arange]
+    keep_i, keep_t = neg_img >= 0, neg_txt >= 0
+    # pairs: B positives, then (negative image, caption), then (image, negative caption)
+    img_rows = torch.cat([arange, neg_img[keep_i], arange[keep_t]])
+    txt_rows = torch.cat([arange, arange[keep_i], neg_txt[keep_t]])
+    fused = fused_cls(model, image_embeds[img_rows], ids[txt_rows], mask[txt_rows], enc_token_id)
+    fused = itm_features(fused, text_cls, len(arange))
+    logits = model.itm_head(fused)  # (P, 2)
+    labels = torch.zeros(len(img_rows), dtype=torch.long)
+    labels[: len(arange)] = 1
+    itm = F.cross_entropy(logits, labels)
+    return {"loss": itc + settings.itm_weight * itm, "itc_loss": itc.detach(), "itm_loss": itm.detach()}
+
+
+@torch.no_grad()
+def embed_split(model, backbone, data: RetrievalData, batch_size: int = 256):
+    """-> image tokens (n_img, N, d), image feats (n_img, e), text ids, masks, text feats (n_txt, e)."""
+    embeds, img_feats, txt_feats = [], [], []
+    for start in range(0, data.n_images, batch_size):
+        idx = np.arange(start, min(start + batch_size, data.n_images))
+        e, f = encode_images(model, backbone.pixels(data.image_batch(idx)))
+        embeds.append(e)
+        img_feats.append(f)
+    tok = backbone.tokenize(data.texts)
+    for start in range(0, len(data.texts), batch_size):
+        sl = slice(start, start + batch_size)
+        txt_feats.append(encode_texts(model, tok["input_ids"][sl], tok["attention_mask"][sl])[1])
+    return torch.cat(embeds), torch.cat(img_feats), tok["input_ids"], tok["attention_mask"], torch.cat(txt_feats)
+
+
+@torch.no_grad()
+def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id, chunk=1024) -> torch.Tensor:
+    scores = []
+    for s in range(0, len(img_idx), chunk):
+        i, t = img_idx[s : s + chunk], txt_idx[s : s + chunk]
+        fused = fused_cls(model, image_embeds[i], ids[t], mask[t], enc_token_id)
+        scores.append(model.itm_head(fused)[:, 1])
+    return torch.cat(scores)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, itm: bool = True) -> dict:
+    """ITC-only recall, and BLIP's protocol: the ITC top-k of each query re-ranked by the ITM logit.
+
+    Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``.
+    """
+    was_training = model.training
+    model.eval()
+    embeds, img_feat, ids, mask, txt_feat = embed_split(model, backbone, data)
+    sims = (img_feat @ txt_feat.T).numpy()  # (n_img, n_txt)
+    out = {f"itc_{k}": v for k, v in retrieval_recall(sims, data.txt2img).items()}
+    if itm:
+        n_img, n_txt = sims.shape
+        k_t, k_i = min(k_test, n_txt), min(k_test, n_img)
+        sims_t = torch.from_numpy(sims)
+        # image -> text: re-rank each image's top-k captions; the rest keep -inf (BLIP uses -100)
+        top_t = sims_t.topk(k_t, dim=1).indices  # (n_img, k)
+        i2t = torch.full_like(sims_t, -torch.inf)
+        rows = torch.arange(n_img).repeat_interleave(k_t)
+        i2t[rows, top_t.flatten()] = _itm_scores(model, embeds, ids, mask, rows, top_t.flatten(), backbone.enc_token_id)
+        top_i = sims_t.topk(k_i, dim=0).indices  # (k, n_txt)
+        t2i = torch.full_like(sims_t, -torch.inf)
+        cols = torch.arange(n_txt).repeat(k_i)
+        t2i[top_i.flatten(), cols] = _itm_scores(model, embeds, ids, mask, top_i.flatten(), cols, backbone.enc_token_id)
+        itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy())
+        out.update({f"itm_{k}": v for k, v in itm_metrics.items()})
+    model.train(was_training)
+    return out

@@ -1,0 +1,104 @@
+"""Run a suite: every (method, benchmark, seed) is a Ray Tune trial, every trial an MLflow run.
+
+Ray runs locally by default (``address=None``) or joins a cluster (``address="auto"`` or
+``"ray://host:port"``). A failed trial is logged as failed and the others finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from suites.trial import TrialSpec, run_trial
+
+
+def _trainable(config: dict) -> None:
+    from ray import tune
+
+    record = run_trial(TrialSpec(**config["spec"]))
+    primary = record["metrics"].get(record["primary_metric"], float("nan"))
+    tune.report({"primary": primary, "record": json.dumps(record, default=str)})
+
+
+def _callback(tracker, parent_id: str, records: list, failures: list):
+    from ray.tune import Callback
+
+    class LogToMlflow(Callback):
+        """Driver-side: log each trial the moment it reports or fails (one writer for the store)."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "record" in result:
+                record = json.loads(result["record"])
+                record["run_id"] = tracker.log_trial(parent_id, record)
+                records.append(record)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = _read_error(trial)
+            spec = trial.config["spec"]
+            tracker.log_failure(parent_id, spec, error)
+            failures.append({"spec": spec, "error": error})
+
+    return LogToMlflow()
+
+
+def _read_error(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and os.path.exists(path):
+        return Path(path).read_text()
+    return str(getattr(trial, "error_msg", "") or "unknown error")
+
+
+def run_suite(
+    specs: list[TrialSpec],
+    name: str,
+    output_dir: str | Path = "outputs",
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+    max_concurrent: int = 0,
+) -> tuple[list[dict], list[dict]]:
+    """Run all trials; returns (records of finished trials, failures)."""
+    import ray
+    from ray import tune
+
+    from suites.tracking import Tracker
+    from suites.tracking import tracking_uri as resolve_uri
+
+    output_dir = Path(output_dir).expanduser().resolve()
+    tracker = Tracker(resolve_uri(output_dir, tracking_uri))
+    parent = tracker.start_suite(name, {"trials": str(len(specs))})
+    records: list[dict] = []
+    failures: list[dict] = []
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our record is a string, not a scalar
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     object_store_memory=200 * 1024**2)
+    trainable = tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    space = [dataclasses.asdict(dataclasses.replace(s, output_dir=str(output_dir), threads=max(1, int(cpus_per_trial))))
+             for s in specs]
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"spec": tune.grid_search(space)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or None, reuse_actors=False),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(output_dir / "ray"), verbose=0,
+            callbacks=[_callback(tracker, parent, records, failures)],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    status = "FINISHED"
+    try:
+        tuner.fit()
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end_suite(parent, status if not failures else "FAILED")
+    return records, failures

@@ -1,0 +1,108 @@
+"""MLflow: one parent run per suite, one nested run per trial, written by the driver process only.
+
+Trials return their record to the driver (through Ray Tune), which logs it; a single writer keeps SQLite
+free of "database is locked" errors. ``MLFLOW_TRACKING_URI`` overrides the default sqlite file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+EXPERIMENT = "aurora-bench"
+
+
+def tracking_uri(output_dir: str | Path, uri: str | None = None) -> str:
+    """An explicit URI, else $MLFLOW_TRACKING_URI, else sqlite under the output folder (absolute: Ray
+    runs trials in other working directories)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    db = Path(output_dir).expanduser().resolve() / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out[prefix] = value if not isinstance(value, (list, tuple)) else json.dumps(value)
+    return out
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str = EXPERIMENT):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.mlflow = mlflow
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+
+    def start_suite(self, name: str, tags: dict) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={"kind": "suite", "git_commit": git_commit(), **tags})
+        return run.info.run_id
+
+    def end_suite(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def log_trial(self, parent_id: str, record: dict) -> str:
+        """Log a finished trial record as one run nested under the suite run."""
+        from mlflow.entities import Metric, Param
+
+        spec = record["spec"]
+        end_ms = int(time.time() * 1000)
+        start_ms = end_ms - int(record["wall_time_s"] * 1000)
+        tags = {
+            "mlflow.parentRunId": parent_id, "kind": "trial", "status": "FINISHED",
+            "method": spec["method"], "benchmark": spec["benchmark"], "seed": str(spec["seed"]),
+            "tier": record["tier"], "task": record["task"], "primary_metric": record["primary_metric"],
+            "backbone": record["backbone"], "hardware": record["hardware"], "git_commit": git_commit(),
+        }
+        run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record["name"], tags=tags)
+        rid = run.info.run_id
+        params = _flatten("method", record["method_config"], {})
+        params.update(_flatten("train", record["train_config"], {}))
+        metrics = {**record["metrics"], **{f"params_{k}": v for k, v in record["params"].items()},
+                   "wall_time_s": record["wall_time_s"], "peak_rss_mb": record["peak_rss_mb"]}
+        metrics.update({k: v for k, v in record["train_stats"].items()})
+        batch = [Metric(k, float(v), end_ms, 0) for k, v in metrics.items()]
+        for row in record["history"]:  # per-epoch curves, stepped by optimizer step
+            batch += [Metric(f"epoch_{k}", float(v), end_ms, int(row["step"])) for k, v in row.items() if k != "step"]
+        for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+            self.client.log_batch(rid, metrics=batch[i : i + 900],
+                                  params=[Param(k, str(v)[:500]) for k, v in params.items()] if i == 0 else [])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "record.json"
+            path.write_text(json.dumps(record, indent=1, default=str))
+            self.client.log_artifact(rid, str(path))
+        if record.get("weights"):
+            self.client.log_artifact(rid, record["weights"])
+        self.client.set_terminated(rid, "FINISHED", end_time=end_ms)
+        return rid
+
+    def log_failure(self, parent_id: str, spec: dict, error: str) -> str:
+        tags = {"mlflow.parentRunId": parent_id, "kind": "trial", "status": "FAILED", "method": spec["method"],
+                "benchmark": spec["benchmark"], "seed": str(spec["seed"]), "error": error[-4000:]}
+        name = f"{spec['benchmark']}--{spec['method']}--seed{spec['seed']}"
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED")
+        return run.info.run_id

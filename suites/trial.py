@@ -1,0 +1,103 @@
+"""One trial: (method, benchmark, seed, options) -> a self-describing record. Runs inside a Ray worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from aurora.api import create_method, param_report, train_heads
+from aurora.checkpoint import save_trained
+from aurora.registry import BENCHMARKS
+from suites.backbones import build_backbone
+from suites.retrieval import LossSettings, evaluate
+from suites.train import TrainConfig, fit
+
+
+@dataclass
+class TrialSpec:
+    method: str
+    benchmark: str
+    seed: int = 0
+    method_options: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)  # TrainConfig overrides; "loss" holds LossSettings overrides
+    backbone: str = ""  # default: the benchmark's default backbone
+    backbone_options: dict = field(default_factory=dict)
+    benchmark_options: dict = field(default_factory=dict)
+    output_dir: str = "outputs"
+    threads: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.benchmark}--{self.method}--seed{self.seed}"
+
+    def train_config(self) -> TrainConfig:
+        overrides = dict(self.train)
+        loss = LossSettings(**overrides.pop("loss", {}))
+        return TrainConfig(**overrides, loss=loss)
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def run_trial(spec: TrialSpec) -> dict:
+    """Build, adapt, train and evaluate; return everything the tracker and the reports need."""
+    start = time.perf_counter()
+    torch.set_num_threads(max(1, spec.threads))
+    bench = BENCHMARKS.get(spec.benchmark)(**spec.benchmark_options)
+    train_data, val_data, test_data = bench.load()  # fails on bad data before any training
+    backbone = build_backbone(spec.backbone or bench.default_backbone, **spec.backbone_options)
+    model = backbone.model
+    torch.manual_seed(spec.seed)  # the method's own initialisation depends on the trial seed
+    method = create_method(spec.method, **spec.method_options)
+    method.apply(model)
+    if method.trains:
+        train_heads(model, bench.heads)
+    report = param_report(model)
+    cfg = spec.train_config()
+    history: list[dict] = []
+    stats: dict = {}
+    weights = None
+    if method.trains:
+        def on_epoch(step: int, losses: dict) -> None:
+            val = evaluate(model, backbone, val_data, itm=False)
+            history.append({"step": step, **losses, "val_itc_r_mean": val["itc_r_mean"]})
+
+        temp = torch.tensor(backbone.temp)  # the backbone's ITC temperature, fixed for every method
+        stats = fit(model, backbone, train_data, cfg, temp, seed=spec.seed, method=method, on_epoch=on_epoch)
+        weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
+    metrics = evaluate(model, backbone, test_data, k_test=cfg.k_test)
+    return {
+        "name": spec.name,
+        "spec": dataclasses.asdict(spec),
+        "method_config": method.config.to_dict(),
+        "train_config": dataclasses.asdict(cfg),
+        "tier": bench.tier,
+        "task": bench.task,
+        "primary_metric": bench.primary_metric,
+        "backbone": backbone.source,
+        "params": report.to_dict(),
+        "history": history,
+        "metrics": metrics,
+        "train_stats": stats,
+        "weights": weights,
+        "wall_time_s": time.perf_counter() - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "hardware": hardware(),
+    }

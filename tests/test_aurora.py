@@ -1,0 +1,117 @@
+"""Aurora's math against hand computations, and its parameter count against the spec's formula."""
+
+import pytest
+import torch
+
+import aurora
+from aurora.method.layer import TextLinear, ViTLinear
+from suites.backbones import build_backbone
+
+
+def apply(rank=8, **options):
+    backbone = build_backbone("test-tiny", hidden=32, mlp=128)
+    torch.manual_seed(0)
+    aurora.create_method("aurora", rank=rank, **options).apply(backbone.model)
+    return backbone.model.eval()
+
+
+def test_delta_of_one_weight_is_u_m_vt():
+    model = apply(rank=4, dropout=0.0)
+    shared = model.aurora_shared
+    torch.nn.init.normal_(shared.V.weight)  # V = 0 at init would make the check trivial
+    layer = model.text_encoder.encoder.layer[0].attention.self.query
+    assert isinstance(layer, TextLinear)
+    U, V, G, p = shared.U.weight.T, shared.V.weight, shared.core, layer.aurora_p[:, 0]
+    M = sum(p[c] * G[:, :, c] for c in range(4))
+    delta_w = U @ M @ V.T  # (d, d), acting on row vectors: x @ delta_w
+    x = torch.randn(5, 32)
+    torch.testing.assert_close(layer(x), layer.base(x) + x @ delta_w)
+
+
+def test_vit_qkv_delta_per_column():
+    model = apply(rank=4, dropout=0.0)
+    shared = model.aurora_shared
+    torch.nn.init.normal_(shared.V.weight)
+    qkv = model.vision_model.encoder.layers[0].self_attn.qkv
+    assert isinstance(qkv, ViTLinear)
+    x = torch.randn(3, 32)
+    out = qkv(x) - qkv.base(x)
+    for j in range(3):
+        M = torch.einsum("abc,c->ab", shared.core, qkv.aurora_p[:, j])
+        torch.testing.assert_close(out[:, j * 32:(j + 1) * 32], x @ shared.U.weight.T @ M @ shared.V.weight.T)
+
+
+def test_cp_equals_dense_with_superdiagonal_core():
+    dense, cp = apply(rank=4, core="dense", dropout=0.0), apply(rank=4, core="cp", dropout=0.0)
+    lam = torch.randn(4)
+    with torch.no_grad():
+        dense.aurora_shared.core.zero_()
+        for r in range(4):
+            dense.aurora_shared.core[r, r, r] = lam[r]
+        cp.aurora_shared.core.copy_(lam)
+        cp.aurora_shared.U.weight.copy_(dense.aurora_shared.U.weight)
+        for m in (dense, cp):
+            torch.nn.init.ones_(m.aurora_shared.V.weight)
+        for (n1, p1), (n2, p2) in zip(dense.named_parameters(), cp.named_parameters()):
+            if "aurora_p" in n1:
+                p2.copy_(p1)
+    x = torch.randn(2, 3, 32, 32)
+    a = dense.vision_model(pixel_values=x).last_hidden_state
+    b = cp.vision_model(pixel_values=x).last_hidden_state
+    torch.testing.assert_close(a, b)
+
+
+def test_exactly_identity_without_gqt():
+    reference = build_backbone("test-tiny", hidden=32, mlp=128).model
+    model = apply(gqt=False)
+    x = torch.randn(2, 3, 32, 32)
+    ids = torch.randint(4, 60, (2, 6))
+    img = reference.vision_model(pixel_values=x).last_hidden_state
+    assert torch.equal(model.vision_model(pixel_values=x).last_hidden_state, img)
+    kwargs = dict(input_ids=ids, encoder_hidden_states=img)
+    assert torch.equal(model.text_encoder(**kwargs).last_hidden_state, reference.text_encoder(**kwargs).last_hidden_state)
+
+
+def test_gqt_only_in_image_grounded_passes():
+    model = apply(gqt=True)
+    gqt = model.text_encoder.encoder.layer[0].aurora_gqt
+    with torch.no_grad():
+        gqt.aurora_gqt.fill_(1.0)
+    ref = build_backbone("test-tiny", hidden=32, mlp=128).model
+    ids = torch.randint(4, 60, (2, 6))
+    img = torch.randn(2, 5, 32)
+    assert torch.equal(model.text_encoder(input_ids=ids).last_hidden_state,
+                       ref.text_encoder(input_ids=ids).last_hidden_state)
+    grounded = dict(input_ids=ids, encoder_hidden_states=img)
+    assert not torch.allclose(model.text_encoder(**grounded).last_hidden_state,
+                              ref.text_encoder(**grounded).last_hidden_state)
+
+
+def formula(rank: int, core: str, d: int, vit_layers: int, text_layers: int) -> int:
+    """Spec section 6.1, with d and the layer counts as parameters."""
+    shared = 2 * d * rank + (rank**3 if core == "dense" else rank)
+    return shared + vit_layers * 12 * rank + text_layers * (6 * rank + 4 * d)
+
+
+@pytest.mark.parametrize("rank", [16, 32, 64])
+@pytest.mark.parametrize("core", ["dense", "cp"])
+def test_count_matches_formula(rank, core):
+    model = apply(rank=rank, core=core)
+    assert aurora.param_report(model).method_trainable == formula(rank, core, d=32, vit_layers=2, text_layers=2)
+
+
+def test_blip_base_count_is_the_papers_125696():
+    backbone = build_backbone("blip-base")
+    aurora.create_method("aurora", rank=32).apply(backbone.model)
+    report = aurora.param_report(backbone.model)
+    assert report.method_trainable == 125_696 == formula(32, "dense", d=768, vit_layers=12, text_layers=12)
+    assert report.total == 223_744_258
+
+
+def test_ice_shifts_positive_rows_only():
+    method = aurora.create_method("aurora", ice_alpha=0.5)
+    fused, text = torch.zeros(6, 4), torch.ones(3, 4) * 2
+    out = method.itm_features(fused, text, n_pos=2)
+    assert torch.equal(out[:2], torch.ones(2, 4)) and torch.equal(out[2:], torch.zeros(4, 4))
+    off = aurora.create_method("aurora", ice=False).itm_features(fused, text, n_pos=2)
+    assert torch.equal(off, fused)

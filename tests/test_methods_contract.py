@@ -1,0 +1,127 @@
+"""Every registered method, on a tiny BLIP: the contract of ``Method.apply``."""
+
+import pytest
+import torch
+from torch import nn
+
+import aurora
+from aurora.api import TargetingError, _BACKBONE_TAG, train_heads
+from aurora.checkpoint import load_trained, save_trained
+from aurora.registry import METHODS
+from suites.backbones import build_backbone
+from suites.benchmarks import RetrievalBenchmark
+from suites.retrieval import LossSettings, encode_images, encode_texts, fused_cls, retrieval_losses
+
+ALL = aurora.list_methods()
+TRAINING = [m for m in ALL if METHODS.get(m).trains]
+
+
+def outputs(model, batch, enc_id=3):
+    """ITC similarities and ITM logits: everything a retrieval benchmark reads from the model."""
+    with torch.no_grad():
+        embeds, img = encode_images(model, batch["pixels"])
+        _, txt = encode_texts(model, batch["input_ids"], batch["attention_mask"])
+        itm = model.itm_head(fused_cls(model, embeds, batch["input_ids"], batch["attention_mask"], enc_id))
+    return img @ txt.T, itm
+
+
+def adapted(name, seed=0):
+    backbone = build_backbone("test-tiny")
+    torch.manual_seed(seed)
+    method = aurora.create_method(name)
+    model = method.apply(backbone.model)
+    if method.trains:
+        train_heads(model, RetrievalBenchmark.heads)
+    return method, model.eval()
+
+
+def test_registry_has_the_foundation_methods():
+    assert {"frozen", "full_finetune", "lora", "aurora"} <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_backbone_frozen_unless_the_method_trains_it(name):
+    method, model = adapted(name)
+    heads = RetrievalBenchmark.heads if method.trains else ()
+    for pname, p in model.named_parameters():
+        in_head = any(pname.startswith(h + ".") for h in heads)
+        if getattr(p, _BACKBONE_TAG, False) and not in_head and name != "full_finetune":
+            assert not p.requires_grad, f"{name} left backbone weight {pname} trainable"
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_only_trainable_parameters_change(name, tiny_batch):
+    method, model = adapted(name)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable, f"{name} trains nothing"
+    opt = torch.optim.AdamW(trainable, lr=1e-2, weight_decay=0.0)
+    model.train()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        loss = retrieval_losses(model, tiny_batch["pixels"], tiny_batch["input_ids"], tiny_batch["attention_mask"],
+                                tiny_batch["truth"], torch.tensor(0.07), 3, LossSettings(), gen,
+                                method.itm_features)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for n, p in model.named_parameters():
+        moved = not torch.equal(before[n], p.detach())
+        assert moved == p.requires_grad, f"{name}: {n} requires_grad={p.requires_grad} but moved={moved}"
+
+
+@pytest.mark.parametrize("name", [m for m in ALL if METHODS.get(m).identity_at_init])
+def test_identity_at_init(name, tiny_batch):
+    reference = outputs(build_backbone("test-tiny").model, tiny_batch)
+    _, model = adapted(name)
+    for ref, out in zip(reference, outputs(model, tiny_batch)):
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_save_and_reload_reproduces_outputs(name, tiny_batch, tmp_path):
+    method, model = adapted(name, seed=0)
+    with torch.no_grad():  # stand-in for training: move every trainable tensor
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    expected = outputs(model, tiny_batch)
+    path = save_trained(model, tmp_path / "w.safetensors", method)
+    _, fresh = adapted(name, seed=1)  # a different initialisation, overwritten by the load
+    load_trained(fresh, path)
+    for ref, out in zip(expected, outputs(fresh, tiny_batch)):
+        torch.testing.assert_close(out, ref, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_targeting_nothing_raises(name):
+    with pytest.raises(TargetingError):
+        aurora.create_method(name).apply(nn.Module())
+
+
+def test_unknown_method_lists_valid_names():
+    with pytest.raises(aurora.UnknownNameError, match="valid methods: .*lora"):
+        aurora.create_method("loraa")
+
+
+def test_unknown_option_lists_valid_options():
+    with pytest.raises(aurora.UnknownNameError, match="valid options"):
+        aurora.create_method("lora", rank=3)
+
+
+def test_param_report_counts_shared_tensors_once():
+    _, model = adapted("aurora")
+    report = aurora.param_report(model)
+    shared = sum(p.numel() for p in model.aurora_shared.parameters())
+    per_layer = sum(p.numel() for n, p in model.named_parameters() if "aurora_p" in n or "aurora_gqt" in n)
+    assert report.method_trainable == shared + per_layer
+    assert report.head_trainable == sum(p.numel() for h in RetrievalBenchmark.heads
+                                        for p in model.get_submodule(h).parameters())
+    assert report.total == sum(p.numel() for p in build_backbone("test-tiny").model.parameters())
+
+
+def test_lora_hand_count():
+    backbone = build_backbone("test-tiny")  # hidden 32, 2 layers: vision qkv 32->96, text q/k/v 32->32 (x2)
+    aurora.create_method("lora", r=8).apply(backbone.model)
+    per_layer = 8 * (32 + 96) + 6 * 8 * (32 + 32)
+    assert aurora.param_report(backbone.model).method_trainable == 2 * per_layer
