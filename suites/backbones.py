@@ -69,20 +69,21 @@ def blip_config(
     vocab_size: int = 128,
     proj: int = 64,
     dropout: float = 0.0,
+    init_std: float = 0.02,
 ) -> BlipConfig:
     """A small BLIP config. ``is_decoder=True`` keeps cross-attention in every text layer (ITM needs it)."""
     vision = dict(
         hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers, num_attention_heads=heads,
         image_size=image_size, patch_size=patch,
-        initializer_range=0.02,  # the vision default (1e-10) leaves position/CLS embeddings at ~0
+        initializer_range=init_std,  # the vision default (1e-10) leaves position/CLS embeddings at ~0
     )
     text = dict(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
         num_attention_heads=heads, encoder_hidden_size=hidden, is_decoder=True,
         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0,
-        max_position_embeddings=64,
+        max_position_embeddings=64, initializer_range=init_std, bos_token_id=None, sep_token_id=None,
     )
-    return BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=proj)
+    return BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=proj, initializer_range=init_std)
 
 
 def from_config(config: BlipConfig, seed: int = 0) -> BlipForImageTextRetrieval:

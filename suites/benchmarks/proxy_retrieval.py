@@ -39,8 +39,9 @@ def _load(shift, n_train, n_val, n_test, captions, seed):
 
 
 @BENCHMARKS.register("proxy-coco")
-def proxy_coco() -> ProxyRetrieval:
-    return ProxyRetrieval(
+def proxy_coco(**options) -> ProxyRetrieval:
+    """Options override the fields of ``ProxyRetrieval`` (sizes, shift)."""
+    defaults = dict(
         name="proxy-coco",
         description="synthetic scenes, MSCOCO-style protocol (5 captions/image); held-out colour-shape pairs, "
         "striped backgrounds, new caption templates and synonyms",
@@ -48,11 +49,12 @@ def proxy_coco() -> ProxyRetrieval:
                           new_template_frac=0.5, synonym_frac=0.5),
         train_images=2000,
     )
+    return ProxyRetrieval(**{**defaults, **options})
 
 
 @BENCHMARKS.register("proxy-flickr")
-def proxy_flickr() -> ProxyRetrieval:
-    return ProxyRetrieval(
+def proxy_flickr(**options) -> ProxyRetrieval:
+    defaults = dict(
         name="proxy-flickr",
         description="synthetic scenes, Flickr30K-style protocol (smaller training set); checkerboard "
         "backgrounds, new caption templates and synonyms",
@@ -60,3 +62,4 @@ def proxy_flickr() -> ProxyRetrieval:
                           new_template_frac=0.5, synonym_frac=0.5),
         train_images=1000,
     )
+    return ProxyRetrieval(**{**defaults, **options})

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from suites.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_params_json_on_blip_base(capsys):
+    code, out, _ = run(capsys, "params", "--method", "aurora", "--backbone", "blip-base", "--task", "retrieval", "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["method_trainable"] == 125_696
+    assert report["head_trainable"] == 2 * 196_864 + 1_538
+    assert report["total"] == 223_744_258
+    assert report["percent"] == pytest.approx(100 * 125_696 / 223_744_258)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["params", "--method", "loraa", "--backbone", "test-tiny"], "valid methods: aurora, frozen"),
+    (["suite", "proxy-cocoo"], "valid benchmarks:"),
+    (["suite", "nogroup.yaml"], "does not exist"),
+    (["params", "--method", "lora", "--backbone", "/nonexistent/blip"], "has no config.json"),
+    (["params", "--method", "lora", "--backbone", "Salesforce/blip-itm-base-coco"], "offline or not cached"),
+])
+def test_bad_input_gives_one_clear_line(capsys, argv, needle):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_list_shows_every_registry(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("aurora", "lora", "full_finetune", "frozen", "proxy-coco", "proxy-flickr", "coco", "flickr30k"):
+        assert name in out

@@ -1,0 +1,46 @@
+"""One suite through real Ray Tune and a real MLflow store, on a tiny config, then the LaTeX report."""
+
+import mlflow
+import pytest
+
+from reports.tables import frame_from_runs, write_report
+from suites.runner import run_suite
+from suites.trial import TrialSpec
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(
+    backbone="test-tiny",
+    benchmark_options={"train_images": 24, "val_images": 6, "test_images": 12, "captions_per_image": 2},
+    train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "k_test": 4},
+)
+
+
+def test_suite_logs_every_trial_and_survives_a_failure(tmp_path):
+    specs = [TrialSpec(method=m, benchmark="proxy-coco", seed=s, **TINY)
+             for m in ("frozen", "lora", "aurora") for s in (0, 1)]
+    # a trial that raises inside the worker: recorded as failed, the others finish
+    specs.append(TrialSpec(method="lora", benchmark="proxy-coco", seed=9, method_options={"target_modules": "nothing"},
+                           **TINY))
+    records, failures = run_suite(specs, "e2e", output_dir=tmp_path, cpus_per_trial=1)
+
+    assert len(records) == 6 and len(failures) == 1
+    assert "TargetingError" in failures[0]["error"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'trial'",
+                              output_format="pandas") if mlflow.set_tracking_uri(uri) is None else None
+    assert len(runs) == 7
+    assert (runs["status"] == "FAILED").sum() == 1
+    finished = runs[runs["status"] == "FINISHED"]
+    for col in ("metrics.itc_r_mean", "metrics.itm_r_mean", "metrics.params_method_trainable",
+                "metrics.wall_time_s", "metrics.peak_rss_mb"):
+        assert finished[col].notna().all(), col
+    trained = finished[finished["tags.method"] != "frozen"]
+    assert trained["metrics.itm_loss"].notna().all()
+    assert trained["metrics.epoch_val_itc_r_mean"].notna().all()  # per-epoch curve logged
+
+    df = frame_from_runs(uri)
+    assert sorted(df["method"].unique()) == ["aurora", "frozen", "lora"]
+    paths = write_report(tmp_path, uri)
+    text = paths[0].read_text()
+    assert "\\toprule" in text and "\\textbf{" in text and "aurora" in text
