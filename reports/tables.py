@@ -80,6 +80,21 @@ def print_ranking(records: list[dict], failures: list[dict]) -> None:
         print(f"FAILED {spec['benchmark']}--{spec['method']}--seed{spec['seed']}: {last}")
 
 
+def markdown_table(df: pd.DataFrame) -> str:
+    """Benchmark x method summary for a README: both protocols, trainable parameters, seeds."""
+    cols = ["itm_r_mean", "itc_r_mean", "params_method_trainable", "params_percent", "itm_loss", "wall_time_s"]
+    table = summarize(df, [c for c in cols if c in df])
+    lines = ["| benchmark | method | R_mean, ITM re-ranked (primary) | R_mean, ITC only | trainable | % | "
+             "final ITM loss | seeds | trial time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for bench, rows in table.groupby("benchmark"):
+        for _, r in rows.sort_values("itm_r_mean", ascending=False).iterrows():
+            loss = "–" if np.isnan(r["itm_loss"]) else _pm(r, "itm_loss", 3)
+            lines.append(f"| {bench} | {r['method']} | {_pm(r, 'itm_r_mean', 1)} | {_pm(r, 'itc_r_mean', 1)} | "
+                         f"{int(r['params_method_trainable']):,} | {r['params_percent']:.2f} | {loss} | "
+                         f"{int(r['seeds'])} | {r['wall_time_s']:.0f} |")
+    return "\n".join(lines)
+
+
 def _pm(row, col: str, digits: int) -> str:
     return f"{row[col]:.{digits}f} ± {row[col + '_std']:.{digits}f}"
 
@@ -147,4 +162,7 @@ def write_report(output_dir: str | Path, tracking_uri: str | None = None, experi
             path = out / f"retrieval_{tier}_{protocol}.tex"
             path.write_text(latex_table(part, protocol, caption, f"tab:retrieval-{tier}-{protocol}"))
             paths.append(path)
+        path = out / f"retrieval_{tier}.md"
+        path.write_text(f"Hardware: {hardware}\n\n{markdown_table(part)}\n")
+        paths.append(path)
     return paths

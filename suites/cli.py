@@ -57,8 +57,8 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_suite(args) -> int:
-    from suites import experiments
     from reports.tables import print_ranking
+    from suites import experiments
     from suites.runner import run_suite
 
     exp = experiments.for_targets(args.targets or ["retrieval"])

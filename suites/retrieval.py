@@ -183,8 +183,11 @@ def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, itm: bool = True) -> dict:
-    """ITC-only recall, and BLIP's protocol: the ITC top-k of each query re-ranked by the ITM logit.
+def evaluate(
+    model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, itm: bool = True, itc_weight: float = 1.0
+) -> dict:
+    """ITC-only recall, and BLIP's protocol: the ITC top-k of each query re-ranked by
+    ITM logit + ``itc_weight`` * ITC cosine (BLIP: 1; Aurora's configs name it beta).
 
     Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``.
     """
@@ -201,11 +204,13 @@ def evaluate(model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, 
         top_t = sims_t.topk(k_t, dim=1).indices  # (n_img, k)
         i2t = torch.full_like(sims_t, -torch.inf)
         rows = torch.arange(n_img).repeat_interleave(k_t)
-        i2t[rows, top_t.flatten()] = _itm_scores(model, embeds, ids, mask, rows, top_t.flatten(), backbone.enc_token_id)
+        itm_i2t = _itm_scores(model, embeds, ids, mask, rows, top_t.flatten(), backbone.enc_token_id)
+        i2t[rows, top_t.flatten()] = itm_i2t + itc_weight * sims_t[rows, top_t.flatten()]
         top_i = sims_t.topk(k_i, dim=0).indices  # (k, n_txt)
         t2i = torch.full_like(sims_t, -torch.inf)
         cols = torch.arange(n_txt).repeat(k_i)
-        t2i[top_i.flatten(), cols] = _itm_scores(model, embeds, ids, mask, top_i.flatten(), cols, backbone.enc_token_id)
+        itm_t2i = _itm_scores(model, embeds, ids, mask, top_i.flatten(), cols, backbone.enc_token_id)
+        t2i[top_i.flatten(), cols] = itm_t2i + itc_weight * sims_t[top_i.flatten(), cols]
         itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy())
         out.update({f"itm_{k}": v for k, v in itm_metrics.items()})
     model.train(was_training)

@@ -27,6 +27,7 @@ class TrainConfig:
     warmup: int = 30
     eval_every: int = 100  # an "epoch" for logging: validation ITC recall every this many steps
     k_test: int = 16  # ITM re-ranks each query's ITC top-k at evaluation
+    rerank_itc_weight: float = 1.0  # re-ranking score = ITM logit + this * ITC cosine (BLIP: 1)
     loss: LossSettings = field(default_factory=LossSettings)
 
 

@@ -82,7 +82,7 @@ def run_trial(spec: TrialSpec) -> dict:
         temp = torch.tensor(backbone.temp)  # the backbone's ITC temperature, fixed for every method
         stats = fit(model, backbone, train_data, cfg, temp, seed=spec.seed, method=method, on_epoch=on_epoch)
         weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
-    metrics = evaluate(model, backbone, test_data, k_test=cfg.k_test)
+    metrics = evaluate(model, backbone, test_data, k_test=cfg.k_test, itc_weight=cfg.rerank_itc_weight)
     return {
         "name": spec.name,
         "spec": dataclasses.asdict(spec),

@@ -52,7 +52,7 @@ def test_cp_equals_dense_with_superdiagonal_core():
         cp.aurora_shared.U.weight.copy_(dense.aurora_shared.U.weight)
         for m in (dense, cp):
             torch.nn.init.ones_(m.aurora_shared.V.weight)
-        for (n1, p1), (n2, p2) in zip(dense.named_parameters(), cp.named_parameters()):
+        for (n1, p1), (_, p2) in zip(dense.named_parameters(), cp.named_parameters()):
             if "aurora_p" in n1:
                 p2.copy_(p1)
     x = torch.randn(2, 3, 32, 32)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import aurora
-from aurora.api import TargetingError, _BACKBONE_TAG, train_heads
+from aurora.api import _BACKBONE_TAG, TargetingError, train_heads
 from aurora.checkpoint import load_trained, save_trained
 from aurora.registry import METHODS
 from suites.backbones import build_backbone

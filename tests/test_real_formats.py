@@ -12,7 +12,7 @@ from aurora.api import train_heads
 from aurora.registry import BENCHMARKS
 from suites.benchmarks import DataError
 from suites.benchmarks.karpathy import pre_caption
-from suites.retrieval import LossSettings, evaluate
+from suites.retrieval import evaluate
 from suites.train import TrainConfig, fit
 
 

@@ -47,8 +47,10 @@ class PretrainConfig:
     captions_per_image: int = 5
     eval_images: int = 300
     model: ProxyModelConfig = ProxyModelConfig()
+    # Batch 64 with every pair in ITM beat batch 128 with half of them: ITM needs many updates to learn
+    # binding (colour + shape + place), and the image-grounded pass is what a step costs.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=400, batch_size=128, lr=3e-4, warmup=30, eval_every=50, loss=LossSettings(itm_anchors=64)))
+        steps=700, batch_size=64, lr=5e-4, warmup=30, eval_every=100, loss=LossSettings()))
     temp_init: float = 0.07
 
     def key(self) -> str:
@@ -92,7 +94,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> tuple[Backbone, dict
     backbone.temp = float(temp.detach().clamp(cfg.train.loss.temp_min, 0.5))
     # held-in evaluation: fresh scenes from the pretraining distribution
     held_in = split_data(world.make_split(cfg.seed + 1000, cfg.eval_images, 5, world.Shift()))
-    metrics = evaluate(model, backbone, held_in, k_test=cfg.train.k_test)
+    metrics = evaluate(model, backbone, held_in, k_test=cfg.train.k_test, itc_weight=cfg.train.rerank_itc_weight)
     info = {"pretrain_seconds": time.perf_counter() - start, "temp": backbone.temp, **stats,
             **{f"pretrain_{k}": v for k, v in metrics.items()}}
     backbone.info = info

@@ -1,0 +1,22 @@
+"""ITM must learn on the proxy tier: a learning test on the smallest proxy configuration (fixed seed)."""
+
+import math
+
+from suites.proxy.pretrain import PretrainConfig, ProxyModelConfig, pretrain
+from suites.retrieval import LossSettings
+from suites.train import TrainConfig
+
+# The ITM prior: one positive and two negatives per anchor -> entropy of (1/3, 2/3).
+PRIOR = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
+
+
+def test_itm_loss_falls_well_below_the_prior():
+    cfg = PretrainConfig(
+        seed=0, n_images=400, eval_images=40,
+        model=ProxyModelConfig(hidden=64, layers=2, heads=2, mlp=256, proj=32),
+        train=TrainConfig(steps=300, batch_size=32, lr=5e-4, warmup=20, eval_every=50, k_test=4,
+                          loss=LossSettings()),
+    )
+    _, info = pretrain(cfg, progress=False)
+    assert abs(PRIOR - 0.6365) < 1e-3
+    assert info["itm_loss"] < PRIOR - 0.1, info["itm_loss"]
