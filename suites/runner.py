@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def run_suite(
         ),
     )
     status = "FINISHED"
+    # Tune's own result files are off (the record is ours); silence its warning that it cannot read them.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         tuner.fit()
     except BaseException:

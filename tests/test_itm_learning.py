@@ -12,9 +12,9 @@ PRIOR = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
 
 def test_itm_loss_falls_well_below_the_prior():
     cfg = PretrainConfig(
-        seed=0, n_images=400, eval_images=40,
+        seed=0, n_images=150, eval_images=40,
         model=ProxyModelConfig(hidden=64, layers=2, heads=2, mlp=256, proj=32),
-        train=TrainConfig(steps=300, batch_size=32, lr=5e-4, warmup=20, eval_every=50, k_test=4,
+        train=TrainConfig(steps=300, batch_size=32, lr=1e-3, warmup=20, eval_every=50, k_test=4,
                           loss=LossSettings()),
     )
     _, info = pretrain(cfg, progress=False)
