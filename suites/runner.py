@@ -23,7 +23,7 @@ def _trainable(config: dict) -> None:
     tune.report({"primary": primary, "record": json.dumps(record, default=str)})
 
 
-def _callback(tracker, parent_id: str, records: list, failures: list):
+def _callback(tracker, parent_id: str, records: list, failures: list, total: int):
     from ray.tune import Callback
 
     class LogToMlflow(Callback):
@@ -34,12 +34,19 @@ def _callback(tracker, parent_id: str, records: list, failures: list):
                 record = json.loads(result["record"])
                 record["run_id"] = tracker.log_trial(parent_id, record)
                 records.append(record)
+                done = len(records) + len(failures)
+                primary = record["metrics"].get(record["primary_metric"], float("nan"))
+                print(f"[{done}/{total}] {record['name']}: {record['primary_metric']} {primary:.1f} "
+                      f"({record['wall_time_s']:.0f} s)", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             error = _read_error(trial)
             spec = trial.config["spec"]
             tracker.log_failure(parent_id, spec, error)
             failures.append({"spec": spec, "error": error})
+            last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+            print(f"[{len(records) + len(failures)}/{total}] FAILED {spec['benchmark']}--{spec['method']}--seed"
+                  f"{spec['seed']}: {last}", flush=True)
 
     return LogToMlflow()
 
@@ -90,7 +97,7 @@ def run_suite(
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or None, reuse_actors=False),
         run_config=tune.RunConfig(
             name=name, storage_path=str(output_dir / "ray"), verbose=0,
-            callbacks=[_callback(tracker, parent, records, failures)],
+            callbacks=[_callback(tracker, parent, records, failures, len(specs))],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
