@@ -76,7 +76,7 @@ def run_suite(
     from suites.tracking import tracking_uri as resolve_uri
 
     output_dir = Path(output_dir).expanduser().resolve()
-    tracker = Tracker(resolve_uri(output_dir, tracking_uri))
+    tracker = Tracker(resolve_uri(output_dir, tracking_uri), artifact_dir=output_dir / "mlartifacts")
     parent = tracker.start_suite(name, {"trials": str(len(specs))})
     records: list[dict] = []
     failures: list[dict] = []

@@ -46,7 +46,9 @@ def _flatten(prefix: str, value, out: dict) -> dict:
 
 
 class Tracker:
-    def __init__(self, uri: str, experiment: str = EXPERIMENT):
+    def __init__(self, uri: str, experiment: str = EXPERIMENT, artifact_dir: str | Path | None = None):
+        """``artifact_dir``: where a new experiment keeps artifacts when the store is a local file (MLflow's
+        default is ./mlruns in the working directory); a tracking server decides for itself."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -54,7 +56,13 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        if exp is None:
+            location = None
+            if artifact_dir is not None and uri.startswith(("sqlite:", "file:")):
+                location = Path(artifact_dir).expanduser().resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
 
     def start_suite(self, name: str, tags: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,

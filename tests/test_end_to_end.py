@@ -39,6 +39,13 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path):
     assert trained["metrics.itm_loss"].notna().all()
     assert trained["metrics.epoch_val_itc_r_mean"].notna().all()  # per-epoch curve logged
 
+    # artifacts (record + trained weights) live under the output folder, not in the working directory
+    client = mlflow.tracking.MlflowClient(uri)
+    run_id = trained["run_id"].iloc[0]
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"record.json", "trained.safetensors"} <= names
+    assert (tmp_path / "mlartifacts").is_dir()
+
     df = frame_from_runs(uri)
     assert sorted(df["method"].unique()) == ["aurora", "frozen", "lora"]
     paths = write_report(tmp_path, uri)
