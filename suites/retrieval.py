@@ -198,19 +198,19 @@ def evaluate(
     out = {f"itc_{k}": v for k, v in retrieval_recall(sims, data.txt2img).items()}
     if itm:
         n_img, n_txt = sims.shape
-        k_t, k_i = min(k_test, n_txt), min(k_test, n_img)
         sims_t = torch.from_numpy(sims)
-        # image -> text: re-rank each image's top-k captions; the rest keep -inf (BLIP uses -100)
-        top_t = sims_t.topk(k_t, dim=1).indices  # (n_img, k)
-        i2t = torch.full_like(sims_t, -torch.inf)
-        rows = torch.arange(n_img).repeat_interleave(k_t)
-        itm_i2t = _itm_scores(model, embeds, ids, mask, rows, top_t.flatten(), backbone.enc_token_id)
-        i2t[rows, top_t.flatten()] = itm_i2t + itc_weight * sims_t[rows, top_t.flatten()]
-        top_i = sims_t.topk(k_i, dim=0).indices  # (k, n_txt)
-        t2i = torch.full_like(sims_t, -torch.inf)
-        cols = torch.arange(n_txt).repeat(k_i)
-        itm_t2i = _itm_scores(model, embeds, ids, mask, top_i.flatten(), cols, backbone.enc_token_id)
-        t2i[top_i.flatten(), cols] = itm_t2i + itc_weight * sims_t[top_i.flatten(), cols]
+        # each image's top-k captions (image -> text) and each caption's top-k images (text -> image)
+        need_i2t = torch.zeros_like(sims_t, dtype=torch.bool)
+        need_i2t.scatter_(1, sims_t.topk(min(k_test, n_txt), dim=1).indices, True)
+        need_t2i = torch.zeros_like(sims_t, dtype=torch.bool)
+        need_t2i.scatter_(0, sims_t.topk(min(k_test, n_img), dim=0).indices, True)
+        # the two candidate sets overlap heavily: score each (image, caption) pair once
+        img_idx, txt_idx = (need_i2t | need_t2i).nonzero(as_tuple=True)
+        rerank = torch.full_like(sims_t, -torch.inf)  # outside the top-k: -inf (BLIP uses -100)
+        itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx, backbone.enc_token_id)
+        rerank[img_idx, txt_idx] = itm_logit + itc_weight * sims_t[img_idx, txt_idx]
+        i2t = torch.where(need_i2t, rerank, -torch.inf)
+        t2i = torch.where(need_t2i, rerank, -torch.inf)
         itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy())
         out.update({f"itm_{k}": v for k, v in itm_metrics.items()})
     model.train(was_training)
