@@ -40,6 +40,14 @@ def suite(session: nox.Session) -> None:
 
 
 @nox.session
+def ablation(session: nox.Session) -> None:
+    """Aurora's ablations on the proxy tier (ICE, GQT, core, rank), then the ablation LaTeX table."""
+    _install(session)
+    session.run("aurora-bench", "suite", "ablation", *session.posargs)
+    session.run("aurora-bench", "report")
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     _install(session, "reports")
     session.run("aurora-bench", "report", *session.posargs)

@@ -16,7 +16,8 @@ def frame_from_records(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         spec = r["spec"]
-        rows.append({"benchmark": spec["benchmark"], "method": spec["method"], "seed": int(spec["seed"]),
+        rows.append({"benchmark": spec["benchmark"], "method": spec.get("label") or spec["method"],
+                     "suite": spec.get("suite", ""), "seed": int(spec["seed"]),
                      "tier": r["tier"], "hardware": r["hardware"], "primary_metric": r["primary_metric"],
                      **r["metrics"], **{f"params_{k}": v for k, v in r["params"].items()},
                      "itm_loss": r["train_stats"].get("itm_loss", np.nan), "wall_time_s": r["wall_time_s"]})
@@ -35,12 +36,13 @@ def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.D
     runs = runs[runs["status"] == "FINISHED"].sort_values("start_time")
     frame = pd.DataFrame({
         "benchmark": runs["tags.benchmark"], "method": runs["tags.method"], "seed": runs["tags.seed"].astype(int),
+        "suite": runs["tags.suite"] if "tags.suite" in runs else "",
         "tier": runs["tags.tier"], "hardware": runs["tags.hardware"], "primary_metric": runs["tags.primary_metric"],
     })
     for col in runs.columns:
         if col.startswith("metrics.") and not col.startswith("metrics.epoch_"):
             frame[col.removeprefix("metrics.")] = runs[col].astype(float)
-    return frame.drop_duplicates(["benchmark", "method", "seed"], keep="last").reset_index(drop=True)
+    return frame.drop_duplicates(["suite", "benchmark", "method", "seed"], keep="last").reset_index(drop=True)
 
 
 def summarize(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -77,7 +79,7 @@ def print_ranking(records: list[dict], failures: list[dict]) -> None:
     for f in failures:
         spec = f["spec"]
         last = f["error"].strip().splitlines()[-1] if f["error"].strip() else "unknown error"
-        print(f"FAILED {spec['benchmark']}--{spec['method']}--seed{spec['seed']}: {last}")
+        print(f"FAILED {spec['benchmark']}--{spec.get('label') or spec['method']}--seed{spec['seed']}: {last}")
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -154,15 +156,16 @@ def write_report(output_dir: str | Path, tracking_uri: str | None = None, experi
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     retrieval = df[df["itm_r_mean"].notna()] if "itm_r_mean" in df else df.iloc[0:0]
-    for tier, part in retrieval.groupby("tier"):
+    for (suite, tier), part in retrieval.groupby([retrieval["suite"].fillna(""), "tier"]):
+        stem = f"{suite or 'retrieval'}_{tier}"
         hardware = "; ".join(sorted(part["hardware"].unique()))
         for protocol, what in (("itm", "ITC top-k re-ranked by ITM (BLIP protocol)"), ("itc", "ITC similarity only")):
-            caption = (f"Image-text retrieval, {tier} tier, {what}; mean$\\pm$std over seeds. "
+            caption = (f"Image-text retrieval ({_tex(suite or 'suite')}), {tier} tier, {what}; mean$\\pm$std over seeds. "
                        f"Params: method-trainable parameters. Hardware: {_tex(hardware)}.")
-            path = out / f"retrieval_{tier}_{protocol}.tex"
-            path.write_text(latex_table(part, protocol, caption, f"tab:retrieval-{tier}-{protocol}"))
+            path = out / f"{stem}_{protocol}.tex"
+            path.write_text(latex_table(part, protocol, caption, f"tab:{stem}-{protocol}"))
             paths.append(path)
-        path = out / f"retrieval_{tier}.md"
+        path = out / f"{stem}.md"
         path.write_text(f"Hardware: {hardware}\n\n{markdown_table(part)}\n")
         paths.append(path)
     return paths

@@ -45,7 +45,8 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
             tracker.log_failure(parent_id, spec, error)
             failures.append({"spec": spec, "error": error})
             last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-            print(f"[{len(records) + len(failures)}/{total}] FAILED {spec['benchmark']}--{spec['method']}--seed"
+            row = spec.get("label") or spec["method"]
+            print(f"[{len(records) + len(failures)}/{total}] FAILED {spec['benchmark']}--{row}--seed"
                   f"{spec['seed']}: {last}", flush=True)
 
     return LogToMlflow()

@@ -32,10 +32,16 @@ class TrialSpec:
     benchmark_options: dict = field(default_factory=dict)
     output_dir: str = "outputs"
     threads: int = 1
+    label: str = ""  # the row name in tables: a variant such as "aurora-no-ice" (default: the method)
+    suite: str = ""
+
+    @property
+    def row(self) -> str:
+        return self.label or self.method
 
     @property
     def name(self) -> str:
-        return f"{self.benchmark}--{self.method}--seed{self.seed}"
+        return f"{self.benchmark}--{self.row}--seed{self.seed}"
 
     def train_config(self) -> TrainConfig:
         overrides = dict(self.train)

@@ -32,3 +32,13 @@ def test_bad_specs_name_the_problem(tmp_path, yaml_text, error, needle):
     path.write_text(yaml_text)
     with pytest.raises(error, match=needle):
         experiments.load(str(path))
+
+
+def test_ablation_variants_share_one_method():
+    exp = experiments.load("ablation")
+    specs = exp.trials()
+    rows = {s.row for s in specs}
+    assert {"aurora", "aurora-no-ice", "aurora-no-gqt", "aurora-cp", "aurora-r4", "aurora-r16"} <= rows
+    assert {s.method for s in specs} == {"aurora"}
+    no_ice = next(s for s in specs if s.row == "aurora-no-ice")
+    assert no_ice.method_options["ice"] is False and no_ice.suite == "ablation"

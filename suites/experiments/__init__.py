@@ -20,6 +20,10 @@ class SpecError(ValueError):
 
 @dataclass
 class MethodEntry:
+    """One row of a suite: the entry's key names the row; ``method`` the registered method (default: the key),
+    so one method can appear as several variants (ablations)."""
+
+    method: str = ""
     options: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
 
@@ -40,11 +44,13 @@ class Experiment:
         for bench in self.benchmarks:
             for method, entry in self.methods.items():
                 # a method that trains nothing is deterministic: one evaluation stands for every seed
-                seeds = self.seeds if METHODS.get(method).trains else self.seeds[:1]
+                registered = entry.method or method
+                seeds = self.seeds if METHODS.get(registered).trains else self.seeds[:1]
                 for seed in seeds:
                     train = {**self.train, **entry.train}
                     specs.append(TrialSpec(
-                        method=method, benchmark=bench, seed=seed, method_options=dict(entry.options),
+                        method=registered, label=method if method != registered else "", suite=self.name,
+                        benchmark=bench, seed=seed, method_options=dict(entry.options),
                         train=train, backbone=self.backbone, backbone_options=dict(self.backbone_options),
                         benchmark_options=dict(self.benchmark_options.get(bench, {})),
                     ))
@@ -68,10 +74,9 @@ def parse(raw: dict, source: str) -> Experiment:
     _check_keys(source, raw, Experiment)
     methods = {}
     for name, entry in (raw.get("methods") or {}).items():
-        if name not in METHODS:
-            METHODS.get(name)  # raises with the valid names
         entry = entry or {}
         _check_keys(f"{source}: methods.{name}", entry, MethodEntry)
+        METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
         methods[name] = MethodEntry(**entry)
     for bench in raw.get("benchmarks") or []:
         BENCHMARKS.get(bench)
