@@ -125,3 +125,14 @@ def test_lora_hand_count():
     aurora.create_method("lora", r=8).apply(backbone.model)
     per_layer = 8 * (32 + 96) + 6 * 8 * (32 + 32)
     assert aurora.param_report(backbone.model).method_trainable == 2 * per_layer
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_config_round_trips_through_pickle_and_dict(name):
+    import pickle
+
+    method = aurora.create_method(name)
+    config = method.config
+    assert pickle.loads(pickle.dumps(config)) == config
+    assert type(config)(**config.to_dict()) == config
+    assert method.description, f"{name} needs a one-line description"
