@@ -152,7 +152,8 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
         raise BackboneUnavailable(
             f"cannot load {name_or_path!r} from the hub (offline or not cached: {type(err).__name__}); "
             "download it on a connected machine (`hf download "
-            f"{name_or_path} --local-dir DIR`) and pass the local directory instead"
+            f"{name_or_path} --local-dir DIR`) and pass the local directory instead, or use a registered "
+            f"backbone: {', '.join(n for n in BACKBONES.names() if n != 'hf')}"
         ) from None
     tok = processor.tokenizer
     enc = tok.convert_tokens_to_ids("[ENC]") if "[ENC]" in tok.get_vocab() else tok.cls_token_id
