@@ -63,11 +63,11 @@ def ranking_text(df: pd.DataFrame) -> str:
         primary = df.loc[df["benchmark"] == bench, "primary_metric"].iloc[0]
         rows = rows.sort_values(primary, ascending=False)
         lines.append(f"\n{bench}  (ranked by {primary}; mean +- std over seeds)")
-        lines.append(f"  {'rank':<5}{'method':<16}{'ITM-reranked R_mean':>22}{'ITC-only R_mean':>20}"
+        lines.append(f"  {'rank':<5}{'method':<24}{'ITM-reranked R_mean':>22}{'ITC-only R_mean':>20}"
                      f"{'trainable':>12}{'%':>9}{'seeds':>7}")
         for rank, (_, r) in enumerate(rows.iterrows(), 1):
             lines.append(
-                f"  {rank:<5}{r['method']:<16}{_pm(r, 'itm_r_mean', 1):>22}{_pm(r, 'itc_r_mean', 1):>20}"
+                f"  {rank:<5}{r['method']:<24}{_pm(r, 'itm_r_mean', 1):>22}{_pm(r, 'itc_r_mean', 1):>20}"
                 f"{int(r['params_method_trainable']):>12,}{r['params_percent']:>9.3f}{int(r['seeds']):>7}"
             )
     return "\n".join(lines)
