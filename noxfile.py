@@ -48,6 +48,13 @@ def ablation(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Step time and peak memory per method on the proxy and BLIP-base architectures (CPU, batch 2)."""
+    _install(session)
+    session.run("python", "-m", "suites.bench", *session.posargs)
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     _install(session, "reports")
     session.run("aurora-bench", "report", *session.posargs)
