@@ -152,12 +152,6 @@ class ParamReport:
         return dataclasses.asdict(self)
 
 
-def method_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The method's trainable tensors (heads excluded), each shared tensor once."""
-    heads = getattr(model, _HEADS_ATTR, ())
-    return {n: p for n, p in unique_parameters(model) if p.requires_grad and not _under(n, heads)}
-
-
 def param_report(model: nn.Module) -> ParamReport:
     heads = getattr(model, _HEADS_ATTR, ())
     method_trainable = head_trainable = total = frozen_method = method_bytes = 0
