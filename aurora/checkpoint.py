@@ -6,31 +6,38 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from aurora.api import Method, unique_parameters
+from aurora.api import _HEADS_ATTR, Method, _under, unique_parameters
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every trainable tensor (method and heads), each shared tensor under one name."""
-    return {name: p.detach().contiguous() for name, p in unique_parameters(model) if p.requires_grad}
+def trainable_state(model: nn.Module, heads: bool = True) -> dict[str, torch.Tensor]:
+    """Every trainable tensor, each shared tensor under one name; ``heads=False`` leaves out the benchmark's
+    heads (an adapter-only checkpoint)."""
+    head_names = () if heads else getattr(model, _HEADS_ATTR, ())
+    return {name: p.detach().contiguous() for name, p in unique_parameters(model)
+            if p.requires_grad and not _under(name, head_names)}
 
 
-def save_trained(model: nn.Module, path: str | Path, method: Method | None = None) -> Path:
+def save_trained(model: nn.Module, path: str | Path, method: Method | None = None, heads: bool = True) -> Path:
+    """Save the trained tensors as safetensors, with the method's name and config in the metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {}
+    metadata = {"heads": str(heads).lower()}
     if method is not None:
-        metadata = {"method": method.name, "config": json.dumps(method.config.to_dict(), default=list)}
-    save_file(trainable_state(model), str(path), metadata=metadata)
+        metadata |= {"method": method.name, "config": json.dumps(method.config.to_dict(), default=list)}
+    save_file(trainable_state(model, heads), str(path), metadata=metadata)
     return path
 
 
 def load_trained(model: nn.Module, path: str | Path) -> nn.Module:
     """Load tensors saved by ``save_trained`` into a model the same method was applied to."""
     state = load_file(str(path))
-    expected = set(trainable_state(model))
+    with safe_open(str(path), framework="pt") as f:
+        heads = (f.metadata() or {}).get("heads", "true") == "true"
+    expected = set(trainable_state(model, heads))
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise KeyError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -115,3 +115,34 @@ def test_ice_shifts_positive_rows_only():
     assert torch.equal(out[:2], torch.ones(2, 4)) and torch.equal(out[2:], torch.zeros(4, 4))
     off = aurora.create_method("aurora", ice=False).itm_features(fused, text, n_pos=2)
     assert torch.equal(off, fused)
+
+
+def test_adapter_only_checkpoint_is_small_and_reloads_exactly(tmp_path):
+    from aurora.api import train_heads
+    from aurora.checkpoint import load_trained, save_trained
+    from suites.benchmarks import RetrievalBenchmark
+
+    backbone = build_backbone("blip-base")
+    method = aurora.create_method("aurora", rank=32)
+    method.apply(backbone.model)
+    train_heads(backbone.model, RetrievalBenchmark.heads)
+    path = save_trained(backbone.model, tmp_path / "aurora.safetensors", method, heads=False)
+    assert path.stat().st_size <= 1_000_000  # 125,696 fp32 values + header
+
+    def adapted(seed):
+        torch.manual_seed(seed)
+        model = build_backbone("test-tiny", hidden=32, mlp=128).model
+        aurora.create_method("aurora", rank=4).apply(model)
+        train_heads(model, RetrievalBenchmark.heads)
+        return model.eval()
+
+    model = adapted(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and "aurora" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(2, 3, 32, 32)
+    expected = model.vision_model(pixel_values=x).last_hidden_state
+    save_trained(model, tmp_path / "tiny.safetensors", heads=False)
+    fresh = load_trained(adapted(1), tmp_path / "tiny.safetensors")
+    assert torch.equal(fresh.vision_model(pixel_values=x).last_hidden_state, expected)
