@@ -74,7 +74,7 @@ def _cmd_suite(args) -> int:
     specs = exp.trials()
     _prepare_backbones(specs)
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
-          f"x {len(exp.seeds)} seeds) -> {args.output}", flush=True)
+          f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
     records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address,
                                   args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
     print_ranking(records, failures)
