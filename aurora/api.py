@@ -129,6 +129,11 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == h or name.startswith(h + ".") for h in prefixes)
 
 
+def is_head(model: nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` belongs to a head recorded by ``train_heads``."""
+    return _under(name, getattr(model, _HEADS_ATTR, ()))
+
+
 @dataclass(frozen=True)
 class ParamReport:
     """What trains, counted by the harness. Shared tensors are counted once.
@@ -153,13 +158,12 @@ class ParamReport:
 
 
 def param_report(model: nn.Module) -> ParamReport:
-    heads = getattr(model, _HEADS_ATTR, ())
     method_trainable = head_trainable = total = frozen_method = method_bytes = 0
     tagged = any(getattr(p, _BACKBONE_TAG, False) for p in model.parameters())
     for name, p in unique_parameters(model):
         is_backbone = getattr(p, _BACKBONE_TAG, False) or not tagged
         total += p.numel() if is_backbone else 0
-        if p.requires_grad and _under(name, heads):
+        if p.requires_grad and is_head(model, name):
             head_trainable += p.numel()
         elif p.requires_grad:
             method_trainable += p.numel()

@@ -10,15 +10,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from aurora.api import _HEADS_ATTR, Method, _under, unique_parameters
+from aurora.api import Method, is_head, unique_parameters
 
 
 def trainable_state(model: nn.Module, heads: bool = True) -> dict[str, torch.Tensor]:
     """Every trainable tensor, each shared tensor under one name; ``heads=False`` leaves out the benchmark's
     heads (an adapter-only checkpoint)."""
-    head_names = () if heads else getattr(model, _HEADS_ATTR, ())
     return {name: p.detach().contiguous() for name, p in unique_parameters(model)
-            if p.requires_grad and not _under(name, head_names)}
+            if p.requires_grad and (heads or not is_head(model, name))}
 
 
 def save_trained(model: nn.Module, path: str | Path, method: Method | None = None, heads: bool = True) -> Path:

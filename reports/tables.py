@@ -16,7 +16,7 @@ def frame_from_records(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         spec = r["spec"]
-        rows.append({"benchmark": spec["benchmark"], "method": spec.get("label") or spec["method"],
+        rows.append({"benchmark": spec["benchmark"], "method": r["row"],
                      "suite": spec.get("suite", ""), "seed": int(spec["seed"]),
                      "tier": r["tier"], "hardware": r["hardware"], "primary_metric": r["primary_metric"],
                      **r["metrics"], **{f"params_{k}": v for k, v in r["params"].items()},
@@ -77,9 +77,7 @@ def print_ranking(records: list[dict], failures: list[dict]) -> None:
     if records:
         print(ranking_text(frame_from_records(records)))
     for f in failures:
-        spec = f["spec"]
-        last = f["error"].strip().splitlines()[-1] if f["error"].strip() else "unknown error"
-        print(f"FAILED {spec['benchmark']}--{spec.get('label') or spec['method']}--seed{spec['seed']}: {last}")
+        print(f"FAILED {f['name']}: {f['reason']}")
 
 
 def markdown_table(df: pd.DataFrame) -> str:

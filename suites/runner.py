@@ -41,13 +41,12 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
 
         def on_trial_error(self, iteration, trials, trial, **info):
             error = _read_error(trial)
-            spec = trial.config["spec"]
-            tracker.log_failure(parent_id, spec, error)
-            failures.append({"spec": spec, "error": error})
-            last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-            row = spec.get("label") or spec["method"]
-            print(f"[{len(records) + len(failures)}/{total}] FAILED {spec['benchmark']}--{row}--seed"
-                  f"{spec['seed']}: {last}", flush=True)
+            spec = TrialSpec(**trial.config["spec"])
+            failure = {"spec": trial.config["spec"], "name": spec.name, "row": spec.row, "error": error,
+                       "reason": error.strip().splitlines()[-1] if error.strip() else "unknown error"}
+            tracker.log_failure(parent_id, failure)
+            failures.append(failure)
+            print(f"[{len(records) + len(failures)}/{total}] FAILED {spec.name}: {failure['reason']}", flush=True)
 
     return LogToMlflow()
 

@@ -81,7 +81,7 @@ class Tracker:
         start_ms = end_ms - int(record["wall_time_s"] * 1000)
         tags = {
             "mlflow.parentRunId": parent_id, "kind": "trial", "status": "FINISHED",
-            "method": spec.get("label") or spec["method"], "registry_method": spec["method"],
+            "method": record["row"], "registry_method": spec["method"],
             "suite": spec.get("suite", ""), "benchmark": spec["benchmark"], "seed": str(spec["seed"]),
             "tier": record["tier"], "task": record["task"], "primary_metric": record["primary_metric"],
             "backbone": record["backbone"], "hardware": record["hardware"], "git_commit": git_commit(),
@@ -108,12 +108,12 @@ class Tracker:
         self.client.set_terminated(rid, "FINISHED", end_time=end_ms)
         return rid
 
-    def log_failure(self, parent_id: str, spec: dict, error: str) -> str:
-        row = spec.get("label") or spec["method"]
-        tags = {"mlflow.parentRunId": parent_id, "kind": "trial", "status": "FAILED", "method": row,
+    def log_failure(self, parent_id: str, failure: dict) -> str:
+        """Log a failed trial ({"spec", "name", "row", "error"}) as a FAILED run with its error."""
+        spec = failure["spec"]
+        tags = {"mlflow.parentRunId": parent_id, "kind": "trial", "status": "FAILED", "method": failure["row"],
                 "registry_method": spec["method"], "suite": spec.get("suite", ""), "benchmark": spec["benchmark"],
-                "seed": str(spec["seed"]), "error": error[-4000:]}
-        name = f"{spec['benchmark']}--{row}--seed{spec['seed']}"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+                "seed": str(spec["seed"]), "error": failure["error"][-4000:]}
+        run = self.client.create_run(self.experiment_id, run_name=failure["name"], tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id

@@ -91,6 +91,7 @@ def run_trial(spec: TrialSpec) -> dict:
     metrics = evaluate(model, backbone, test_data, k_test=cfg.k_test, itc_weight=cfg.rerank_itc_weight)
     return {
         "name": spec.name,
+        "row": spec.row,
         "spec": dataclasses.asdict(spec),
         "method_config": method.config.to_dict(),
         "train_config": dataclasses.asdict(cfg),
