@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BlipConfig, BlipForImageTextRetrieval
+from transformers import BlipConfig, BlipForImageTextRetrieval, BlipForQuestionAnswering
 
 from aurora.api import mark_backbone
 from aurora.registry import BACKBONES
@@ -86,9 +86,22 @@ def blip_config(
     return BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=proj, initializer_range=init_std)
 
 
-def from_config(config: BlipConfig, seed: int = 0) -> BlipForImageTextRetrieval:
+# The transformers model class of each task; VQA adds an answer decoder beside the text encoder.
+MODEL_CLASSES = {"retrieval": BlipForImageTextRetrieval, "vqa": BlipForQuestionAnswering}
+
+
+def model_class(task: str) -> type:
+    if task not in MODEL_CLASSES:
+        from aurora.registry import UnknownNameError
+
+        raise UnknownNameError(f"unknown task {task!r}; valid tasks: {', '.join(MODEL_CLASSES)}")
+    return MODEL_CLASSES[task]
+
+
+def from_config(config: BlipConfig, seed: int = 0, task: str = "retrieval") -> torch.nn.Module:
+    cls = model_class(task)
     torch.manual_seed(seed)
-    return mark_backbone(BlipForImageTextRetrieval(config).eval())
+    return mark_backbone(cls(config).eval())
 
 
 class _IdTokenizer:
@@ -107,19 +120,19 @@ class _IdTokenizer:
 
 
 @BACKBONES.register("test-tiny")
-def tiny(seed: int = 0, **overrides) -> Backbone:
+def tiny(seed: int = 0, task: str = "retrieval", **overrides) -> Backbone:
     """A random-weight BLIP small enough for unit tests (hidden 32, 2 layers, 32 px)."""
     cfg = dict(hidden=32, layers=2, heads=2, mlp=64, image_size=32, patch=16, vocab_size=64, proj=16)
     cfg.update(overrides)
-    model = from_config(blip_config(**cfg), seed)
+    model = from_config(blip_config(**cfg), seed, task)
     return Backbone(model, _IdTokenizer(cfg["vocab_size"]), enc_token_id=3, image_size=cfg["image_size"],
                     source="test-tiny (random init)")
 
 
 @BACKBONES.register("blip-base")
-def blip_base(seed: int = 0) -> Backbone:
+def blip_base(seed: int = 0, task: str = "retrieval") -> Backbone:
     """The BLIP-base architecture (``BlipConfig()``) with random weights: for parameter accounting offline."""
-    model = from_config(BlipConfig(), seed)
+    model = from_config(BlipConfig(), seed, task)
     return Backbone(model, _IdTokenizer(model.config.text_config.vocab_size), enc_token_id=30523,
                     image_size=384, source="blip-base architecture (random init)")
 
@@ -133,7 +146,7 @@ def proxy(seed: int = 0, cache_dir: str | None = None) -> Backbone:
 
 
 @BACKBONES.register("hf")
-def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 0) -> Backbone:
+def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 0, task: str = "retrieval") -> Backbone:
     """A real BLIP retrieval checkpoint: a local ``save_pretrained`` directory or a hub id already cached."""
     from transformers import AutoProcessor
 
@@ -146,7 +159,7 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
         )
     try:
         source = str(local) if looks_local else name_or_path
-        model = BlipForImageTextRetrieval.from_pretrained(source)
+        model = model_class(task).from_pretrained(source)
         processor = AutoProcessor.from_pretrained(source)
     except OSError as err:
         raise BackboneUnavailable(
