@@ -42,6 +42,8 @@ class Method:
     Class-level facts read by tests and the harness instead of special-casing names:
       identity_at_init: the adapted model computes exactly what the backbone did before training.
       trains: False for zero-shot evaluation (nothing is fine-tuned, not even the heads).
+      tunes_backbone: the method trains some of the backbone's own weights (full fine-tuning, BitFit), not
+        only tensors it adds.
     """
 
     name: ClassVar[str]
@@ -49,6 +51,7 @@ class Method:
     description: ClassVar[str] = ""
     identity_at_init: ClassVar[bool] = True
     trains: ClassVar[bool] = True
+    tunes_backbone: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.config_cls()

@@ -45,7 +45,7 @@ def test_backbone_frozen_unless_the_method_trains_it(name):
     heads = RetrievalBenchmark.heads if method.trains else ()
     for pname, p in model.named_parameters():
         in_head = any(pname.startswith(h + ".") for h in heads)
-        if getattr(p, _BACKBONE_TAG, False) and not in_head and name != "full_finetune":
+        if getattr(p, _BACKBONE_TAG, False) and not in_head and not method.tunes_backbone:
             assert not p.requires_grad, f"{name} left backbone weight {pname} trainable"
 
 

@@ -17,6 +17,7 @@ class FullFinetune(Method):
     name = "full_finetune"
     config_cls = FullFinetuneConfig
     description = "full fine-tuning: every parameter trains"
+    tunes_backbone = True
 
     def apply(self, model: nn.Module) -> nn.Module:
         params = list(model.parameters())

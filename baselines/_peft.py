@@ -1,0 +1,48 @@
+"""What the peft-backed baselines share: BLIP target regexes and injection into the bare model.
+
+peft's tuners are used without the ``PeftModel`` wrapper, so the model keeps its own ``forward`` and the
+harness's losses. This module registers no method; the registry imports it like the method packages.
+"""
+
+from __future__ import annotations
+
+from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
+
+from aurora.api import TargetingError, freeze
+
+# Regexes (peft full-matches them) over transformers' BLIP module names: the fused ViT qkv, and q/k/v of the
+# text self- and cross-attention in the text encoder and, in the VQA model, the answer decoder (text_decoder.bert).
+_TEXT = r"(text_encoder|text_decoder\.bert)\.encoder\.layer\.\d+"
+ATTENTION_TARGETS = (
+    rf".*(vision_model\.encoder\.layers\.\d+\.self_attn\.qkv|{_TEXT}\.(attention|crossattention)\.self\.(query|key|value))"
+)
+
+
+def inject(method: str, peft_config, model: nn.Module) -> BaseTuner:
+    """Freeze ``model``, add peft's layers in place and train exactly the tuner's own parameters.
+
+    Builds the tuner directly rather than through ``inject_adapter_in_model``, which refuses tuners with
+    shared state (VeRA); the shared tensors live on the injected layers, so the tuner object is only needed
+    by methods with a schedule (AdaLoRA keeps it). Returns the tuner; ``tuner.model is model``.
+    """
+    freeze(model)
+    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING[peft_config.peft_type]
+    try:
+        tuner = tuner_cls(model, peft_config, adapter_name="default")
+    except ValueError as err:  # peft: "Target modules ... not found in the base model"
+        raise TargetingError(f"{method}: {err}") from None
+    trainable = [p for name, p in model.named_parameters() if tuner_cls.prefix in name]
+    if not trainable:
+        raise TargetingError(f"{method}: target_modules {peft_config.target_modules!r} matched no layer")
+    for name, p in model.named_parameters():
+        p.requires_grad_(tuner_cls.prefix in name)
+    return tuner
+
+
+def check_rank_and_dropout(r: int, dropout: float, rank_name: str = "r") -> None:
+    if r < 1:
+        raise ValueError(f"{rank_name} must be a positive integer, got {r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
