@@ -106,3 +106,12 @@ def test_adalora_budget_shrinks_to_target_rank():
         method.on_step_end(model, step, steps)
     ranks = [int((p != 0).sum()) for n, p in model.named_parameters() if "lora_E" in n]
     assert sum(ranks) == 2 * len(ranks)  # the budget: target_r per adapted weight, on average
+
+
+@pytest.mark.parametrize("placement", ["sequential", "parallel"])
+@pytest.mark.parametrize("task, berts", [("retrieval", 1), ("vqa", 2)])
+def test_adapter_hand_count(placement, task, berts):
+    w = 8
+    per_adapter = D * w + w + w * D + D  # down (weight, bias) + up (weight, bias)
+    per_layer = 2 + 3 * berts  # ViT: attention, MLP; each BERT: self-attention, cross-attention, FFN
+    assert method_trainable("adapter", task, width=w, placement=placement) == LAYERS * per_layer * per_adapter
