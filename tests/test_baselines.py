@@ -14,6 +14,17 @@ from suites.backbones import build_backbone
 
 ALL = aurora.list_methods()
 D, LAYERS, MLP = 32, 2, 64
+# Every method with its defaults, plus the variants whose code paths the defaults do not reach.
+VARIANTS = [(m, {}) for m in ALL] + [
+    ("adapter", {"placement": "parallel"}),
+    ("prompt_tuning", {"depth": "deep"}),
+    ("prompt_tuning", {"vision": False}),
+]
+
+
+def variant_id(variant):
+    name, options = variant
+    return "-".join([name, *(f"{k}={v}" for k, v in options.items())])
 
 
 def vqa_batch():
@@ -44,9 +55,9 @@ def vqa_outputs(model, batch):
     return image, question, logits
 
 
-@pytest.mark.parametrize("name", [m for m in ALL if METHODS.get(m).trains])
-def test_vqa_training_step_moves_only_trainable_parameters(name):
-    method, model = vqa_model(name)
+@pytest.mark.parametrize("name, options", [v for v in VARIANTS if METHODS.get(v[0]).trains], ids=variant_id)
+def test_vqa_training_step_moves_only_trainable_parameters(name, options):
+    method, model = vqa_model(name, **options)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:  # VQA declares no heads, so a heads-only method has nothing to train here
         assert aurora.param_report(model).method_trainable == 0
@@ -65,11 +76,12 @@ def test_vqa_training_step_moves_only_trainable_parameters(name):
         assert moved == p.requires_grad, f"{name}: {n} requires_grad={p.requires_grad} but moved={moved}"
 
 
-@pytest.mark.parametrize("name", [m for m in ALL if METHODS.get(m).identity_at_init])
-def test_vqa_identity_at_init(name):
+@pytest.mark.parametrize("name, options", [v for v in VARIANTS if METHODS.get(v[0]).identity_at_init],
+                         ids=variant_id)
+def test_vqa_identity_at_init(name, options):
     batch = vqa_batch()
     reference = vqa_outputs(vqa_model()[1], batch)
-    for ref, out in zip(reference, vqa_outputs(vqa_model(name)[1], batch)):
+    for ref, out in zip(reference, vqa_outputs(vqa_model(name, **options)[1], batch)):
         # 1e-3: Aurora's GQT starts at ~2e-4 (not exactly zero), and VQA stacks two BERTs
         torch.testing.assert_close(out, ref, atol=1e-3, rtol=0)
 
@@ -115,3 +127,29 @@ def test_adapter_hand_count(placement, task, berts):
     per_adapter = D * w + w + w * D + D  # down (weight, bias) + up (weight, bias)
     per_layer = 2 + 3 * berts  # ViT: attention, MLP; each BERT: self-attention, cross-attention, FFN
     assert method_trainable("adapter", task, width=w, placement=placement) == LAYERS * per_layer * per_adapter
+
+
+@pytest.mark.parametrize("task", ["retrieval", "vqa"])
+def test_vpt_deep_hand_count(task):
+    p = 4
+    # one (P, d) set per layer in the ViT and in the text encoder (the VQA answer decoder gets none)
+    assert method_trainable("prompt_tuning", task, tokens=p, depth="deep") == 2 * LAYERS * p * D
+    assert method_trainable("prompt_tuning", task, tokens=p, depth="shallow") == 2 * p * D
+
+
+def test_prompts_keep_the_towers_output_shapes_and_padding_mask():
+    backbone = build_backbone("test-tiny")
+    model = backbone.model
+    tok = backbone.tokenize(["a red circle", "two blue squares on the left"])
+    pixels = torch.randn(2, 3, 32, 32)
+    text_before = model.text_encoder(**tok).last_hidden_state
+    image_before = model.vision_model(pixel_values=pixels).last_hidden_state
+    aurora.create_method("prompt_tuning", tokens=3, depth="deep").apply(model)
+    text = model.text_encoder(**tok).last_hidden_state
+    assert text.shape == text_before.shape
+    assert model.vision_model(pixel_values=pixels).last_hidden_state.shape == image_before.shape
+    ids = tok["input_ids"].clone()
+    ids[0, -1] = 7  # a padded position of caption 0: masked, so it must change nothing
+    assert not tok["attention_mask"][0, -1]
+    moved = model.text_encoder(input_ids=ids, attention_mask=tok["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(moved[0, :4], text[0, :4], atol=0, rtol=0)
