@@ -121,7 +121,7 @@ def unique_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
     """Named parameters with shared tensors (tied or shared storage) yielded once."""
     seen: set[int] = set()
     for name, p in model.named_parameters(remove_duplicate=True):
-        key = p.data_ptr() if p.numel() else id(p)
+        key = id(p) if p.is_meta or not p.numel() else p.data_ptr()  # meta tensors have no storage to compare
         if key in seen:
             continue
         seen.add(key)

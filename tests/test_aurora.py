@@ -88,7 +88,7 @@ def test_gqt_only_in_image_grounded_passes():
 
 
 def formula(rank: int, core: str, d: int, vit_layers: int, text_layers: int) -> int:
-    """Spec section 6.1, with d and the layer counts as parameters."""
+    """Spec section 6.1, with d and the layer counts as parameters (VQA: text layers of encoder + decoder)."""
     shared = 2 * d * rank + (rank**3 if core == "dense" else rank)
     return shared + vit_layers * 12 * rank + text_layers * (6 * rank + 4 * d)
 
@@ -100,12 +100,67 @@ def test_count_matches_formula(rank, core):
     assert aurora.param_report(model).method_trainable == formula(rank, core, d=32, vit_layers=2, text_layers=2)
 
 
-def test_blip_base_count_is_the_papers_125696():
-    backbone = build_backbone("blip-base")
-    aurora.create_method("aurora", rank=32).apply(backbone.model)
-    report = aurora.param_report(backbone.model)
-    assert report.method_trainable == 125_696 == formula(32, "dense", d=768, vit_layers=12, text_layers=12)
-    assert report.total == 223_744_258
+@pytest.mark.parametrize("rank", [16, 32, 64])
+def test_vqa_count_adds_the_answer_decoder(rank):
+    backbone = build_backbone("test-tiny", task="vqa", hidden=32, mlp=128)
+    aurora.create_method("aurora", rank=rank).apply(backbone.model)
+    expected = formula(rank, "dense", d=32, vit_layers=2, text_layers=2 * 2)
+    assert aurora.param_report(backbone.model).method_trainable == expected
+
+
+def blip_base_on_meta(task: str, **options) -> torch.nn.Module:
+    """The BLIP-base architecture without allocating its weights: enough to count parameters."""
+    from transformers import BlipConfig
+
+    from suites.backbones import from_config
+
+    with torch.device("meta"):
+        model = from_config(BlipConfig(), task=task)
+    aurora.create_method("aurora", **options).apply(model)
+    return model
+
+
+@pytest.mark.parametrize(("task", "core", "count", "total"), [
+    ("retrieval", "dense", 125_696, 223_744_258),  # spec 6.2; the paper's "0.1M"
+    ("retrieval", "cp", 92_960, 223_744_258),  # spec 6.3
+    ("vqa", "dense", 164_864, 361_230_140),
+    ("vqa", "cp", 132_128, 361_230_140),
+])
+def test_blip_base_counts_match_the_spec(task, core, count, total):
+    report = aurora.param_report(blip_base_on_meta(task, rank=32, core=core))
+    assert report.method_trainable == count
+    assert report.total == total
+    text_layers = 12 if task == "retrieval" else 24
+    assert count == formula(32, core, d=768, vit_layers=12, text_layers=text_layers)
+
+
+def _decode_last_token(model, enc, enc_mask, ids, cached: bool) -> torch.Tensor:
+    """Logits of the last answer token: in one pass, or incrementally with a KV cache."""
+    kwargs = dict(encoder_hidden_states=enc, encoder_attention_mask=enc_mask)
+    if not cached:
+        return model.text_decoder(input_ids=ids, **kwargs).logits[:, -1]
+    first = model.text_decoder(input_ids=ids[:, :-1], use_cache=True, **kwargs)
+    return model.text_decoder(input_ids=ids[:, -1:], cache=first.past_key_values, use_cache=True, **kwargs).logits[:, -1]
+
+
+@pytest.mark.parametrize("mode", ["consistent", "official"])
+def test_decode_delta_with_a_kv_cache(mode):
+    backbone = build_backbone("test-tiny", task="vqa")
+    model = backbone.model
+    torch.manual_seed(0)
+    aurora.create_method("aurora", rank=4, dropout=0.0, decode_delta=mode).apply(model)
+    torch.nn.init.normal_(model.aurora_shared.V.weight)
+    question = backbone.tokenize(["what colour is it", "how many"])
+    with torch.no_grad():
+        img = model.vision_model(pixel_values=torch.randn(2, 3, 32, 32)).last_hidden_state
+        enc = model.text_encoder(input_ids=question["input_ids"], attention_mask=question["attention_mask"],
+                                 encoder_hidden_states=img).last_hidden_state
+        ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 10]])
+        full, step = (_decode_last_token(model, enc, question["attention_mask"], ids, cached) for cached in (False, True))
+    if mode == "consistent":  # the delta reaches every token, cached or not: decoding matches training
+        torch.testing.assert_close(step, full, atol=1e-5, rtol=0)
+    else:  # the official mismatch: k, v of the new token lack the delta
+        assert (step - full).abs().max() > 1e-4
 
 
 def test_ice_shifts_positive_rows_only():

@@ -26,12 +26,17 @@ class AuroraConfig(MethodConfig):
     gqt_init_std: float = field(default=2e-4, metadata={"help": "std of GQT's scale/shift initialisation"})
     ice: bool = field(default=True, metadata={"help": "Informative Context Enhancement on positive ITM pairs"})
     ice_alpha: float = field(default=0.1, metadata={"help": "weight of the batch text context added by ICE"})
+    decode_delta: str = field(default="consistent", metadata={
+        "help": "answer decoding with a KV cache: 'consistent' (delta on every token, as in training) or 'official' "
+                "(the official code: no delta on decoder self-attention k, v of tokens decoded after the first step)"})
 
     def __post_init__(self):
         self.vision_targets = tuple(self.vision_targets)
         self.text_targets = tuple(self.text_targets)
         if self.core not in ("dense", "cp"):
             raise ValueError(f"core must be 'dense' or 'cp', got {self.core!r}")
+        if self.decode_delta not in ("consistent", "official"):
+            raise ValueError(f"decode_delta must be 'consistent' or 'official', got {self.decode_delta!r}")
         if self.rank < 1:
             raise ValueError(f"rank must be positive, got {self.rank}")
         for given, valid in ((self.vision_targets, VISION_TARGETS), (self.text_targets, TEXT_TARGETS)):

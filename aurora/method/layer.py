@@ -41,7 +41,12 @@ def _mode_vectors(rank: int, k: int) -> nn.Parameter:
 
 
 class _Adapted(nn.Module):
-    """A frozen Linear plus Aurora's delta; ``base`` keeps the original module and its parameter names."""
+    """A frozen Linear plus Aurora's delta; ``base`` keeps the original module and its parameter names.
+
+    Subclasses compute the rank-R ``bottleneck`` (..., k, R): one R-vector per d-wide chunk of the output.
+    ``forward`` maps it through the shared V and adds it to the frozen output in one fused GEMM
+    (``addmm``), so the (..., k*d) delta is never materialised on its own.
+    """
 
     def __init__(self, base: nn.Linear, shared: SharedFactors, k: int, dropout: float):
         super().__init__()
@@ -49,52 +54,61 @@ class _Adapted(nn.Module):
         self._shared = (shared,)  # a tuple, so the shared factors are not registered (or saved) per layer
         self.aurora_p = _mode_vectors(shared.rank, k)
         self.drop = nn.Dropout(dropout)
+        self.skip_delta = False  # set by decode_delta="official" while a KV cache holds earlier positions
 
     @property
     def shared(self) -> SharedFactors:
         return self._shared[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.delta(x)
+        out = self.base(x)  # (..., k*d)
+        if self.skip_delta:
+            return out
+        h = self.bottleneck(x)  # (..., k, R)
+        V = self.shared.V.weight  # (d, R)
+        # (..., k*d) viewed as (N*k, d): row n*k + j is chunk j of token n, matching h's (N*k, R) rows
+        fused = torch.addmm(out.reshape(-1, V.shape[0]), h.reshape(-1, V.shape[1]), V.T)
+        return fused.view(out.shape)
+
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class ViTLinear(_Adapted):
     """ViT q/k/v (fused, k = 3) or output projection (k = 1): dW = drop(x U M) V^T, dropout after the core."""
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shared
         modes = s.modes(self.aurora_p)  # (R, R, k)
-        h = torch.einsum("...r,rsk->...ks", s.U(x), modes)  # (..., k, R)
-        return s.V(self.drop(h)).flatten(-2)  # (..., k*d): q, k, v concatenated as in the fused qkv output
+        return self.drop(torch.einsum("...r,rsk->...ks", s.U(x), modes))  # (..., k, R): q, k, v in fused order
 
 
 class TextLinear(_Adapted):
     """BERT q, k or v (k = 1): dW = (drop(x U) M) V^T, dropout before the core as in the official code."""
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shared
-        return s.V(self.drop(s.U(x)) @ s.modes(self.aurora_p)[..., 0])
+        return self.drop(s.U(x)) @ s.modes(self.aurora_p)[..., 0]  # (..., R)
 
 
 class MlpIn(_Adapted):
     """ViT fc1 (d -> c*d) as c chunks, with the official interleaving (spec section 3.4)."""
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s, c = self.shared, self.aurora_p.shape[1]
         f1 = s.modes(self.aurora_p).reshape(s.rank, -1)  # (R, c*R), column index b*c + j (row-major)
         z = self.drop(s.U(x) @ f1)  # (..., c*R)
-        z = z.unflatten(-1, (c, s.rank))  # chunk k takes columns [kR, (k+1)R)
-        return s.V(z).flatten(-2)  # (..., c*d): hidden units [k*d, (k+1)*d) belong to chunk k
+        return z.unflatten(-1, (c, s.rank))  # chunk k takes columns [kR, (k+1)R) -> hidden units [k*d, (k+1)*d)
 
 
 class MlpOut(_Adapted):
     """ViT fc2 (c*d -> d), reading the hidden state as c chunks of d."""
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s, c = self.shared, self.aurora_p.shape[1]
         f2 = s.modes(self.aurora_p).reshape(s.rank, -1)  # (R, c*R)
         y = s.U(x.unflatten(-1, (c, -1))).flatten(-2)  # (..., c*R), index k*R + r
-        return s.V(self.drop(y @ f2.T))  # (..., d)
+        return self.drop(y @ f2.T)  # (..., R)
 
 
 class GatedQuery(nn.Module):

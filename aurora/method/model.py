@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.models.blip.modeling_blip import BlipAttention, BlipMLP
-from transformers.models.blip.modeling_blip_text import BlipTextLayer
+from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
 from aurora.api import Method, TargetingError, freeze, register_method
 from aurora.method.config import AuroraConfig
@@ -60,6 +60,8 @@ class Aurora(Method):
     def _adapt_text(self, model: nn.Module, shared: SharedFactors) -> int:
         cfg, n = self.config, 0
         layers = [m for m in model.modules() if isinstance(m, BlipTextLayer)]
+        decoder_layers = {id(m) for d in model.modules() if isinstance(d, BlipTextLMHeadModel)
+                          for m in d.modules() if isinstance(m, BlipTextLayer)}
         for layer in layers:
             subs = [("self", layer.attention.self)]
             if hasattr(layer, "crossattention"):
@@ -71,6 +73,8 @@ class Aurora(Method):
                         n += 1
             if cfg.gqt and hasattr(layer, "crossattention"):
                 GatedQuery(shared.U.in_features, cfg.gqt_scale, cfg.gqt_init_std).attach(layer)
+            if cfg.decode_delta == "official" and id(layer) in decoder_layers:
+                _skip_cached_kv_delta(layer.attention.self)
         return n
 
     def itm_features(self, fused_cls: torch.Tensor, text_cls: torch.Tensor, n_pos: int) -> torch.Tensor:
@@ -81,6 +85,26 @@ class Aurora(Method):
         shift = torch.zeros_like(fused_cls)
         shift[:n_pos] = self.config.ice_alpha * context
         return fused_cls + shift
+
+
+def _skip_cached_kv_delta(attn: nn.Module) -> None:
+    """Official incremental decoding (spec 3.8): once the KV cache holds earlier positions, the new tokens'
+    self-attention k and v are computed without Aurora's delta (q and cross-attention keep theirs)."""
+    wrapped = [m for m in (attn.key, attn.value) if hasattr(m, "skip_delta")]
+
+    def before(module, args, kwargs):
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        cache = getattr(cache, "self_attention_cache", cache)
+        cached = cache is not None and cache.get_seq_length(module.layer_idx) > 0
+        for m in wrapped:
+            m.skip_delta = cached
+
+    def after(module, args, kwargs, output):
+        for m in wrapped:
+            m.skip_delta = False
+
+    attn.register_forward_pre_hook(before, with_kwargs=True)
+    attn.register_forward_hook(after, with_kwargs=True)
 
 
 def _hidden_size(model: nn.Module) -> int:
