@@ -22,9 +22,10 @@ VARIANTS = [(m, {}) for m in ALL] + [
 ]
 
 
-def variant_id(variant):
-    name, options = variant
-    return "-".join([name, *(f"{k}={v}" for k, v in options.items())])
+def variants(keep):
+    """The variants whose method class satisfies ``keep``, as pytest params with readable ids."""
+    return [pytest.param(name, options, id="-".join([name, *(f"{k}={v}" for k, v in options.items())]))
+            for name, options in VARIANTS if keep(METHODS.get(name))]
 
 
 def vqa_batch():
@@ -55,7 +56,7 @@ def vqa_outputs(model, batch):
     return image, question, logits
 
 
-@pytest.mark.parametrize("name, options", [v for v in VARIANTS if METHODS.get(v[0]).trains], ids=variant_id)
+@pytest.mark.parametrize("name, options", variants(lambda cls: cls.trains))
 def test_vqa_training_step_moves_only_trainable_parameters(name, options):
     method, model = vqa_model(name, **options)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -76,8 +77,7 @@ def test_vqa_training_step_moves_only_trainable_parameters(name, options):
         assert moved == p.requires_grad, f"{name}: {n} requires_grad={p.requires_grad} but moved={moved}"
 
 
-@pytest.mark.parametrize("name, options", [v for v in VARIANTS if METHODS.get(v[0]).identity_at_init],
-                         ids=variant_id)
+@pytest.mark.parametrize("name, options", variants(lambda cls: cls.identity_at_init))
 def test_vqa_identity_at_init(name, options):
     batch = vqa_batch()
     reference = vqa_outputs(vqa_model()[1], batch)
