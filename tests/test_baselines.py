@@ -153,3 +153,11 @@ def test_prompts_keep_the_towers_output_shapes_and_padding_mask():
     assert not tok["attention_mask"][0, -1]
     moved = model.text_encoder(input_ids=ids, attention_mask=tok["attention_mask"]).last_hidden_state
     torch.testing.assert_close(moved[0, :4], text[0, :4], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("task", ["retrieval", "vqa"])
+def test_uniadapter_is_shared_across_towers(task):
+    w = 8
+    # per layer index, whatever the number of BERTs: input LN, down, three up-projections, multimodal LN
+    per_index = 2 * D + (D * w + w) + 3 * (w * D + D) + 2 * D
+    assert method_trainable("uniadapter", task, width=w) == LAYERS * per_index
