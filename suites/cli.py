@@ -16,9 +16,9 @@ def _cmd_list(args) -> int:
 
     what = args.what
     if what in ("methods", "all"):
-        print("methods:")
+        print("methods (trainable parameters on the BLIP-base retrieval architecture, heads apart):")
         for name, cls in METHODS.items():
-            print(f"  {name:16s} {cls.description}")
+            print(f"  {name:16s} {_blip_base_trainable(name):>22s}  {cls.description}")
     if what in ("benchmarks", "all"):
         print("benchmarks:")
         for name, factory in BENCHMARKS.items():
@@ -33,20 +33,46 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _blip_base_trainable(name: str) -> str:
+    """A method's trainable parameters (heads apart) on BLIP-base retrieval, built on the meta device: the
+    architecture without weights or init time."""
+    import torch
+    from transformers import BlipConfig, BlipForImageTextRetrieval
+
+    import aurora
+    from aurora.api import mark_backbone, train_heads
+    from suites.benchmarks import RetrievalBenchmark
+
+    try:
+        with torch.device("meta"):
+            model = mark_backbone(BlipForImageTextRetrieval(BlipConfig()))
+            method = aurora.create_method(name)
+            method.apply(model)
+        if method.trains:
+            train_heads(model, RetrievalBenchmark.heads)
+        report = aurora.param_report(model)
+    except Exception as err:  # a method that cannot run on meta tensors is still listed
+        return f"n/a ({type(err).__name__})"
+    return f"{report.method_trainable:,} ({report.percent:.3g} %)"
+
+
 def _cmd_params(args) -> int:
     import aurora
     from aurora.api import train_heads
     from suites.backbones import build_backbone
     from suites.benchmarks import RetrievalBenchmark
 
-    if args.task != "retrieval":
-        raise UnknownNameError(f"unknown task {args.task!r}; valid tasks: retrieval")
+    # The benchmark heads each task trains for every method: BLIP's VQA has none apart from its answer decoder.
+    heads = {"retrieval": RetrievalBenchmark.heads, "vqa": ()}
+    if args.task not in heads:
+        raise UnknownNameError(f"unknown task {args.task!r}; valid tasks: {', '.join(heads)}")
     options = json.loads(args.options) if args.options else {}
     method = aurora.create_method(args.method, **options)
-    backbone = build_backbone(args.backbone)
+    # Only builders with a VQA model take a task (the proxy backbone is retrieval-only).
+    backbone = build_backbone(args.backbone, **({"task": args.task} if args.task != "retrieval" else {}))
     method.apply(backbone.model)
     if method.trains:
-        train_heads(backbone.model, RetrievalBenchmark.heads)
+        train_heads(backbone.model, heads[args.task])
     report = aurora.param_report(backbone.model).to_dict()
     if args.json:
         print(json.dumps(report))
@@ -120,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("params", help="count a method's parameters on a backbone (no download)")
     p.add_argument("--method", required=True)
     p.add_argument("--backbone", default="blip-base")
-    p.add_argument("--task", default="retrieval")
+    p.add_argument("--task", default="retrieval", help="retrieval or vqa")
     p.add_argument("--options", help="method options as JSON, e.g. '{\"rank\": 16}'")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_params)

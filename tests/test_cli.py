@@ -22,7 +22,7 @@ def test_params_json_on_blip_base(capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["params", "--method", "loraa", "--backbone", "test-tiny"], "valid methods: aurora, frozen"),
+    (["params", "--method", "loraa", "--backbone", "test-tiny"], "valid methods: adalora, adapter, aurora"),
     (["suite", "proxy-cocoo"], "valid benchmarks:"),
     (["suite", "nogroup.yaml"], "does not exist"),
     (["params", "--method", "lora", "--backbone", "/nonexistent/blip"], "has no config.json"),
@@ -33,6 +33,22 @@ def test_bad_input_gives_one_clear_line(capsys, argv, needle):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_params_on_the_vqa_model(capsys):
+    code, out, _ = run(capsys, "params", "--method", "lora", "--backbone", "test-tiny", "--task", "vqa",
+                       "--options", '{"r": 8}', "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["head_trainable"] == 0  # VQA trains no head apart from its decoder
+    assert report["method_trainable"] == 2 * (8 * (32 + 96) + 12 * 8 * (32 + 32))  # ViT qkv; two BERTs' q/k/v
+
+
+def test_list_methods_shows_blip_base_counts(capsys):
+    code, out, _ = run(capsys, "list", "methods")
+    assert code == 0
+    assert "125,696 (0.0562 %)" in out  # aurora R=32, as `params` counts it
+    assert "n/a" not in out
 
 
 def test_list_shows_every_registry(capsys):
