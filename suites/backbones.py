@@ -39,11 +39,18 @@ class Backbone:
     info: dict = field(default_factory=dict)
 
     def pixels(self, images: np.ndarray | Sequence) -> torch.Tensor:
-        """uint8 (N, H, W, 3) arrays or PIL images -> normalised (N, 3, S, S) float tensor."""
+        """uint8 (N, H, W, 3) arrays or PIL images -> normalised (N, 3, S, S) float tensor;
+        uint8 clips, (N, T, H, W, 3) or a list of (T, H, W, 3) -> (N, T, 3, S, S)."""
+        if isinstance(images, np.ndarray) and images.ndim == 5:
+            n, t = images.shape[:2]
+            frames = self.pixels(images.reshape(n * t, *images.shape[2:]))  # (N*T, 3, S, S)
+            return frames.view(n, t, *frames.shape[1:])
+        if not isinstance(images, np.ndarray) and len(images) and getattr(images[0], "ndim", 0) == 4:
+            return torch.stack([self.pixels(clip) for clip in images])  # real videos differ in frame size
         if not isinstance(images, np.ndarray):
             images = np.stack([_resize(im, self.image_size) for im in images])
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[-1] != self.image_size:
+        if x.shape[-2:] != (self.image_size, self.image_size):  # video frames are rarely square
             x = torch.nn.functional.interpolate(x, size=self.image_size, mode="bicubic", align_corners=False)
         mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.image_std).view(1, 3, 1, 1)

@@ -20,13 +20,17 @@ def _ranks_of_truth(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return beaten.sum(axis=1)
 
 
-def retrieval_recall(sims: np.ndarray, txt2img: np.ndarray, sims_t2i: np.ndarray | None = None) -> dict:
+def retrieval_recall(
+    sims: np.ndarray, txt2img: np.ndarray, sims_t2i: np.ndarray | None = None, median_rank: bool = False
+) -> dict:
     """Image-text retrieval recall as BLIP reports it, in percent.
 
     sims: (n_images, n_texts) scores; txt2img: (n_texts,) image index of each text. Image->text (``txt_r*``)
     takes the best-ranked of the image's captions; text->image (``img_r*``) the rank of the one true image.
     ``sims_t2i`` scores the text->image direction when it differs (ITM re-ranking scores each direction's
     top-k separately); by default ``sims`` serves both.
+    ``median_rank`` adds ``txt_r_mdr`` and ``img_r_mdr``: the median 1-based rank of the truth (lower is
+    better), which video retrieval reports beside recall.
     """
     sims = np.asarray(sims, dtype=np.float64)
     txt2img = np.asarray(txt2img)
@@ -43,6 +47,9 @@ def retrieval_recall(sims: np.ndarray, txt2img: np.ndarray, sims_t2i: np.ndarray
     for k in RECALL_KS:
         out[f"img_r{k}"] = 100.0 * float(np.mean(img_ranks < k))
     out["r_mean"] = float(np.mean([out[f"{d}_r{k}"] for d in ("txt", "img") for k in RECALL_KS]))
+    if median_rank:
+        out["txt_r_mdr"] = float(np.median(txt_ranks)) + 1
+        out["img_r_mdr"] = float(np.median(img_ranks)) + 1
     return out
 
 

@@ -1,6 +1,10 @@
-"""Image-text retrieval on BLIP: data container, ITC + ITM losses, and BLIP's two-stage evaluation.
+"""Image-text and video-text retrieval on BLIP: data containers, ITC + ITM losses, BLIP's two-stage evaluation.
 
-Shapes: B batch, L text length, N image tokens, d hidden, e projection width.
+Shapes: B batch, L text length, N image tokens, d hidden, e projection width, T frames per clip.
+
+Video follows the issue's recipe on an unchanged BLIP: every frame goes through the same ViT, the ITC
+feature pools the frames, and ITM cross-attends to all frames' tokens at once. Nothing marks which frame a
+token came from, so the model sees a clip as a *set* of frames: frame order is invisible to it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suites.metrics import retrieval_recall
+from suites.video import frame_indices, sample_frames
 
 
 @dataclass
@@ -51,6 +56,36 @@ class RetrievalData:
         own = self.txt2img[txt_idx][None, :] == np.asarray(img_idx)[:, None]
         return own if self.true_of is None else own | self.true_of(img_idx, txt_idx)
 
+    @property
+    def frames_per_item(self) -> int:
+        return 1
+
+
+@dataclass
+class VideoRetrievalData(RetrievalData):
+    """Clips in place of images: ``images`` holds uint8 (n, T', H, W, 3) clips or video file paths.
+
+    Each batch samples ``n_frames`` frames per clip: ``"uniform"`` (evaluation: the same frames every time)
+    or ``"random"`` (training: one random frame per equal segment, a new draw every batch).
+    """
+
+    n_frames: int = 8
+    frame_mode: str = "uniform"
+
+    @property
+    def frames_per_item(self) -> int:
+        return self.n_frames
+
+    def image_batch(self, idx: np.ndarray):
+        """-> uint8 (B, T, H, W, 3) for stored clips, a list of B (T, H, W, 3) arrays for video files."""
+        # Draws come from torch's global generator, which the trial seeds: the data object (cached and
+        # shared between trials) holds no sampling state, and a trial's frames still follow its seed.
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
+        if isinstance(self.images, np.ndarray):
+            return np.stack([self.images[i][frame_indices(len(self.images[i]), self.n_frames, self.frame_mode, rng)]
+                             for i in idx])
+        return [sample_frames(self.images[i], self.n_frames, self.frame_mode, rng) for i in idx]
+
 
 @dataclass
 class LossSettings:
@@ -67,9 +102,24 @@ class LossSettings:
 
 
 def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> image tokens (B, N, d), normalised ITC features (B, e)."""
+    """Images (B, 3, H, W) -> image tokens (B, N, d), normalised ITC features (B, e).
+
+    Clips (B, T, 3, H, W) -> every frame's tokens side by side (B, T*N, d), and the mean of the normalised
+    per-frame ITC features, normalised again (B, e).
+    """
+    if pixels.ndim == 5:
+        return _encode_clips(model, pixels)
     embeds = model.vision_model(pixel_values=pixels).last_hidden_state
     return embeds, F.normalize(model.vision_proj(embeds[:, 0]), dim=-1)
+
+
+def _encode_clips(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    b, t = pixels.shape[:2]
+    embeds, feats = encode_images(model, pixels.flatten(0, 1))  # (B*T, N, d), (B*T, e): frames independent
+    # Averaging unit vectors weighs every frame alike, whatever its feature norm (Aurora averages the [CLS]
+    # states before vision_proj instead); re-normalising keeps ITC a cosine similarity.
+    clip_feat = F.normalize(feats.view(b, t, -1).mean(1), dim=-1)  # (B, e)
+    return embeds.reshape(b, t * embeds.shape[1], -1), clip_feat  # (B, T*N, d): ITM reads all frames at once
 
 
 def encode_texts(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,8 +210,9 @@ def retrieval_losses(
 def embed_split(model, backbone, data: RetrievalData, batch_size: int = 256):
     """-> image tokens (n_img, N, d), image feats (n_img, e), text ids, masks, text feats (n_txt, e)."""
     embeds, img_feats, txt_feats = [], [], []
-    for start in range(0, data.n_images, batch_size):
-        idx = np.arange(start, min(start + batch_size, data.n_images))
+    step = max(1, batch_size // data.frames_per_item)  # the same number of frames per ViT pass for clips
+    for start in range(0, data.n_images, step):
+        idx = np.arange(start, min(start + step, data.n_images))
         e, f = encode_images(model, backbone.pixels(data.image_batch(idx)))
         embeds.append(e)
         img_feats.append(f)
@@ -189,13 +240,15 @@ def evaluate(
     """ITC-only recall, and BLIP's protocol: the ITC top-k of each query re-ranked by
     ITM logit + ``itc_weight`` * ITC cosine (BLIP: 1; Aurora's configs name it beta).
 
-    Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``.
+    Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``; video
+    data adds the median ranks (``*_r_mdr``). Beyond the top-k, ITM ranks are pessimistic (all tied at -inf).
     """
     was_training = model.training
     model.eval()
     embeds, img_feat, ids, mask, txt_feat = embed_split(model, backbone, data)
     sims = (img_feat @ txt_feat.T).numpy()  # (n_img, n_txt)
-    out = {f"itc_{k}": v for k, v in retrieval_recall(sims, data.txt2img).items()}
+    video = isinstance(data, VideoRetrievalData)
+    out = {f"itc_{k}": v for k, v in retrieval_recall(sims, data.txt2img, median_rank=video).items()}
     if itm:
         n_img, n_txt = sims.shape
         sims_t = torch.from_numpy(sims)
@@ -211,7 +264,7 @@ def evaluate(
         rerank[img_idx, txt_idx] = itm_logit + itc_weight * sims_t[img_idx, txt_idx]
         i2t = torch.where(need_i2t, rerank, -torch.inf)
         t2i = torch.where(need_t2i, rerank, -torch.inf)
-        itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy())
+        itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy(), median_rank=video)
         out.update({f"itm_{k}": v for k, v in itm_metrics.items()})
     model.train(was_training)
     return out
