@@ -1,13 +1,17 @@
 """Training-step benchmark: seconds per optimizer step and peak memory per method (``nox -s bench``).
 
-Each method runs in two fresh processes, so peak RSS (weights, activations, optimizer state) is its own:
-- a timing run with the default allocator: median seconds per optimizer step (the first step is warm-up);
-- a memory run with glibc's mmap threshold fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_``). Torch's CPU
-  allocator is plain malloc; by default glibc raises that threshold after large frees and then serves big
-  tensors from heap arenas it rarely returns, so peak RSS measures the allocator's caching as much as the
-  method. With the threshold fixed every tensor over 128 KiB is mapped and unmapped on its own, and peak RSS
-  follows the live tensors (like ``torch.cuda.max_memory_allocated`` plus the process's fixed footprint).
-  That run is slower, so it is not timed. The default-allocator peak is reported beside it.
+Time: one worker process per method builds its model, then the methods take turns, one optimizer step each
+per round (ITC + ITM, AdamW), so a change in the machine's load hits every method alike; the reported time
+is the median over the rounds after one warm-up round. Only one worker computes at a time.
+
+Memory: each method again in a fresh process, with glibc's mmap threshold fixed at 128 KiB
+(``MALLOC_MMAP_THRESHOLD_``). Torch's CPU allocator is plain malloc; by default glibc raises that threshold
+after large frees and then serves big tensors from heap arenas it rarely returns, so peak RSS measures the
+allocator's caching as much as the method. With the threshold fixed every tensor over 128 KiB is mapped and
+unmapped on its own, and peak RSS follows the live tensors (like ``torch.cuda.max_memory_allocated`` plus the
+process's fixed footprint). That process is slower and is not timed; the timing workers' default-allocator
+peak RSS is reported beside it.
+
 A benchmark, not a test: it asserts nothing and writes JSON.
 """
 
@@ -21,8 +25,11 @@ import resource
 import time
 from pathlib import Path
 
+MMAP_THRESHOLD = str(128 * 1024)
 
-def _measure(method: str, backbone: str, batch: int, steps: int, threads: int, queue) -> None:
+
+def _training_step(method: str, backbone: str, batch: int, threads: int):
+    """Build ``method`` on ``backbone`` -> (step function returning its seconds, method parameter count)."""
     import numpy as np
     import torch
 
@@ -35,59 +42,92 @@ def _measure(method: str, backbone: str, batch: int, steps: int, threads: int, q
     bb = build_backbone(backbone)
     model = create_method(method).apply(bb.model)
     train_heads(model, RetrievalBenchmark.heads)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = np.random.default_rng(0)
     pixels = bb.pixels(rng.integers(0, 255, (batch, bb.image_size, bb.image_size, 3), dtype=np.uint8))
     tok = bb.tokenize([f"a photo of thing {i} on a table" for i in range(batch)])
     truth = torch.eye(batch, dtype=torch.bool)
     gen = torch.Generator().manual_seed(0)
     model.train()
-    times = []
-    for _ in range(steps + 1):  # the first step warms up allocators and is not timed
+
+    def step() -> float:
         start = time.perf_counter()
         loss = retrieval_losses(model, pixels, tok["input_ids"], tok["attention_mask"], truth, torch.tensor(0.07),
                                 bb.enc_token_id, LossSettings(itm_negatives="random"), gen)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - start)
-    queue.put({"method": method, "backbone": backbone, "batch": batch, "steps": steps, "threads": threads,
-               "step_time_s": float(np.median(times[1:])), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "method_trainable": param_report(model).method_trainable})
+        return time.perf_counter() - start
+
+    return step, param_report(model).method_trainable
 
 
-MMAP_THRESHOLD = str(128 * 1024)
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _in_fresh_process(args: tuple, mmap_threshold: str | None) -> dict:
-    """Run ``_measure`` in a new interpreter (spawn), optionally with glibc's mmap threshold fixed."""
+def _timing_worker(method: str, backbone: str, batch: int, threads: int, conn) -> None:
+    """Answer every "step" message with the seconds of one optimizer step; "stop" -> final facts."""
+    step, trainable = _training_step(method, backbone, batch, threads)
+    conn.send("ready")
+    while conn.recv() == "step":
+        conn.send(step())
+    conn.send({"method_trainable": trainable, "peak_rss_default_malloc_mb": _peak_rss_mb()})
+
+
+def _memory_worker(method: str, backbone: str, batch: int, threads: int, conn) -> None:
+    step, _ = _training_step(method, backbone, batch, threads)
+    step(), step()  # the second step runs with the optimizer state the first one created
+    conn.send(_peak_rss_mb())
+
+
+def _spawn(target, args: tuple, env: dict[str, str] | None = None):
+    """Start ``target(*args, conn)`` in a fresh interpreter with extra environment variables."""
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    if mmap_threshold:
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = mmap_threshold  # read by glibc when the child starts
+    parent, child = ctx.Pipe()
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})  # read by glibc when the child starts
     try:
-        proc = ctx.Process(target=_measure, args=(*args, queue))
+        proc = ctx.Process(target=target, args=(*args, child))
         proc.start()
     finally:
-        if saved is None:
-            os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
-    row = queue.get()
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return proc, parent
+
+
+def time_interleaved(methods: list[str], backbone: str, batch: int, rounds: int, threads: int) -> dict[str, dict]:
+    import numpy as np
+
+    workers = {m: _spawn(_timing_worker, (m, backbone, batch, threads)) for m in methods}
+    for _, conn in workers.values():
+        assert conn.recv() == "ready"
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for _ in range(rounds + 1):  # round 0 warms up allocators and caches and is not counted
+        for m, (_, conn) in workers.items():
+            conn.send("step")
+            times[m].append(conn.recv())
+    out = {}
+    for m, (proc, conn) in workers.items():
+        conn.send("stop")
+        out[m] = {"step_time_s": float(np.median(times[m][1:])), "step_times_s": times[m][1:], **conn.recv()}
+        proc.join()
+    return out
+
+
+def peak_memory_mb(method: str, backbone: str, batch: int, threads: int) -> float:
+    proc, conn = _spawn(_memory_worker, (method, backbone, batch, threads), {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
+    peak = conn.recv()
     proc.join()
-    return row
+    return peak
 
 
-def run(methods: list[str], backbone: str, batch: int, steps: int, threads: int) -> list[dict]:
+def run(methods: list[str], backbone: str, batch: int, rounds: int, threads: int) -> list[dict]:
+    timing = time_interleaved(methods, backbone, batch, rounds, threads)
     rows = []
     for method in methods:
-        args = (method, backbone, batch, steps, threads)
-        row = _in_fresh_process(args, None)
-        memory = _in_fresh_process((method, backbone, batch, 1, threads), MMAP_THRESHOLD)
-        row["peak_rss_default_malloc_mb"] = row.pop("peak_rss_mb")
-        row["peak_rss_mb"] = memory["peak_rss_mb"]
+        row = {"method": method, "backbone": backbone, "batch": batch, "rounds": rounds, "threads": threads,
+               **timing[method], "peak_rss_mb": peak_memory_mb(method, backbone, batch, threads)}
         rows.append(row)
         print(f"{backbone:10s} {method:14s} step {row['step_time_s']:.3f} s  peak RSS {row['peak_rss_mb']:.0f} MB "
               f"(default malloc {row['peak_rss_default_malloc_mb']:.0f} MB)", flush=True)
@@ -101,11 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=["full_finetune", "lora", "aurora"])
     parser.add_argument("--backbones", nargs="+", default=["proxy", "blip-base"])
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="timed steps per method, interleaved")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="outputs/bench.json")
     args = parser.parse_args(argv)
-    rows = [r for b in args.backbones for r in run(args.methods, b, args.batch, args.steps, args.threads)]
+    rows = [r for b in args.backbones for r in run(args.methods, b, args.batch, args.rounds, args.threads)]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"hardware": hardware(), "rows": rows}, indent=1))
