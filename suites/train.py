@@ -1,7 +1,7 @@
-"""The method-agnostic training loop: AdamW, warm-up + cosine schedule, BLIP's ITC + ITM losses.
+"""The method- and task-agnostic training loop: AdamW, warm-up + cosine schedule, the benchmark's objective.
 
 The loop trains whatever has ``requires_grad`` and calls the method's optional hooks; it never asks which
-method ran.
+method ran, and the benchmark's ``Objective`` (``suites.benchmarks``) says what a batch is and costs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from suites.retrieval import LossSettings, RetrievalData, retrieval_losses
+from suites.retrieval import LossSettings
 
 
 @dataclass
@@ -26,9 +26,11 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: int = 30
     eval_every: int = 100  # an "epoch" for logging: validation ITC recall every this many steps
-    k_test: int = 16  # ITM re-ranks each query's ITC top-k at evaluation
+    # retrieval: ITM re-ranks each query's ITC top-k at evaluation; VQA: the answers with the k most likely
+    # first tokens are ranked by their full likelihood (BLIP's k_test)
+    k_test: int = 16
     rerank_itc_weight: float = 1.0  # re-ranking score = ITM logit + this * ITC cosine (BLIP: 1)
-    loss: LossSettings = field(default_factory=LossSettings)
+    loss: LossSettings = field(default_factory=LossSettings)  # retrieval's ITC/ITM settings
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -39,52 +41,44 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
-    """Endless mini-batches of caption indices, a new permutation each pass."""
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield order[start : start + batch_size]
-
-
 def fit(
     model: nn.Module,
     backbone,
-    data: RetrievalData,
+    data,
     cfg: TrainConfig,
-    temp: torch.Tensor,
+    temp: torch.Tensor | None = None,
     seed: int = 0,
     method=None,
     on_epoch: Callable[[int, dict], None] | None = None,
     progress: str | None = None,
+    objective=None,
 ) -> dict:
-    """Train every parameter with ``requires_grad`` (``temp`` too, if it requires grad).
+    """Train every parameter with ``requires_grad`` on ``objective`` (a ``suites.benchmarks.Objective``:
+    the benchmark decides what a batch is and what it costs), plus the objective's own trainable tensors.
 
-    Returns the mean losses of the last ``eval_every`` steps and the time spent per step.
+    Without an objective the task is retrieval, BLIP's ITC + ITM at temperature ``temp`` (default the
+    backbone's; a temperature that requires grad trains too). Returns the mean losses of the last
+    ``eval_every`` steps and the time spent per step.
     """
-    params = [p for p in model.parameters() if p.requires_grad] + ([temp] if temp.requires_grad else [])
+    if objective is None:
+        from suites.benchmarks import RetrievalObjective
+
+        objective = RetrievalObjective(temp if temp is not None else torch.tensor(backbone.temp), cfg.loss)
+    params = [p for p in model.parameters() if p.requires_grad]
+    params += [t for t in objective.parameters() if t.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter has requires_grad")
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    itm_features = method.itm_features if method is not None else (lambda fused, text, n_pos: fused)
-    batches = _batches(len(data.texts), min(cfg.batch_size, len(data.texts)), rng)
+    batches = objective.batches(data, cfg.batch_size, rng)
     bar = _progress(cfg.steps, progress)
     window: dict[str, list[float]] = {}
     model.train()
     start = time.perf_counter()
     for step in range(cfg.steps):
-        txt_idx = next(batches)
-        img_idx = data.txt2img[txt_idx]
-        truth = torch.from_numpy(data.truth(img_idx, txt_idx))  # (B, B)
-        tok = backbone.tokenize([data.texts[t] for t in txt_idx])
-        pixels = backbone.pixels(data.image_batch(img_idx))
-        losses = retrieval_losses(
-            model, pixels, tok["input_ids"], tok["attention_mask"], truth, temp, backbone.enc_token_id,
-            cfg.loss, gen, itm_features,
-        )
+        losses = objective.losses(model, backbone, data, next(batches), gen, method)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
@@ -97,7 +91,8 @@ def fit(
         for k, v in losses.items():
             window.setdefault(k, []).append(v.detach().item())
         bar.update(1)
-        bar.set_postfix(itc=f"{losses['itc_loss']:.3f}", itm=f"{losses['itm_loss']:.3f}", refresh=False)
+        bar.set_postfix({k.removesuffix("_loss"): f"{v:.3f}" for k, v in losses.items() if k != "loss"},
+                        refresh=False)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             means = {k: float(np.mean(v)) for k, v in window.items()}
             window = {}

@@ -16,7 +16,7 @@ from aurora.api import create_method, param_report, train_heads
 from aurora.checkpoint import save_trained
 from aurora.registry import BENCHMARKS
 from suites.backbones import build_backbone
-from suites.retrieval import LossSettings, evaluate
+from suites.retrieval import LossSettings
 from suites.train import TrainConfig, fit
 
 
@@ -68,7 +68,8 @@ def run_trial(spec: TrialSpec) -> dict:
     torch.set_num_threads(max(1, spec.threads))
     bench = BENCHMARKS.get(spec.benchmark)(**spec.benchmark_options)
     train_data, val_data, test_data = bench.load()  # fails on bad data before any training
-    backbone = build_backbone(spec.backbone or bench.default_backbone, **spec.backbone_options)
+    backbone = build_backbone(spec.backbone or bench.default_backbone,
+                              **{**bench.backbone_options(), **spec.backbone_options})
     model = backbone.model
     torch.manual_seed(spec.seed)  # the method's own initialisation depends on the trial seed
     method = create_method(spec.method, **spec.method_options)
@@ -82,13 +83,13 @@ def run_trial(spec: TrialSpec) -> dict:
     weights = None
     if method.trains:
         def on_epoch(step: int, losses: dict) -> None:
-            val = evaluate(model, backbone, val_data, itm=False)
-            history.append({"step": step, **losses, "val_itc_r_mean": val["itc_r_mean"]})
+            val = bench.validate(model, backbone, val_data, cfg)
+            history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
 
-        temp = torch.tensor(backbone.temp)  # the backbone's ITC temperature, fixed for every method
-        stats = fit(model, backbone, train_data, cfg, temp, seed=spec.seed, method=method, on_epoch=on_epoch)
+        stats = fit(model, backbone, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
+                    objective=bench.objective(backbone, cfg))
         weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
-    metrics = evaluate(model, backbone, test_data, k_test=cfg.k_test, itc_weight=cfg.rerank_itc_weight)
+    metrics = bench.evaluate(model, backbone, test_data, cfg)
     return {
         "name": spec.name,
         "row": spec.row,
