@@ -1,0 +1,237 @@
+"""(Video) question answering on BLIP's ``BlipForQuestionAnswering``, as BLIP's ``blip_vqa`` does it.
+
+The question encoder (``text_encoder``, first token replaced by [ENC]) cross-attends to the image tokens; for
+a video, to the tokens of every frame side by side. The answer decoder (``text_decoder``, answers start with
+[DEC]) cross-attends to the question states. Training minimises the weighted answer likelihood,
+sum_answers w * LM / B; inference ranks a candidate answer list (VQAv2: first-token top-k, then the full
+likelihood) or generates greedily (MSRVTT-QA).
+
+Shapes: B questions, T frames, N tokens per frame, L question length, A answers, C candidates, d hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suites.metrics import vqa_accuracy
+
+SCORINGS = ("vqa", "exact")
+
+
+@dataclass
+class VQAData:
+    """Questions about images or videos, with their training targets and the answers they are scored against.
+
+    visuals: uint8 images (n, H, W, 3), uint8 clips (n, T, H, W, 3), or file paths read by ``load_visual``
+      (default: images opened with PIL).
+    visual_idx: (Q,) the visual each question is about.
+    targets: per question, the distinct answers to train on and their weights (VQAv2: the annotators'
+      answer frequencies; MSRVTT-QA: its one answer, weight 0.05). Empty where a split has no answers.
+    answers: per question, what a prediction is scored against (all annotators' answers, duplicates kept).
+    answer_list: candidate answers ranked at inference (VQAv2); ``None`` generates answers instead.
+    scoring: "vqa" (official VQA accuracy) or "exact" (exact string match, as MSRVTT-QA is scored).
+    load_visual: (path, train, rng) -> uint8 (H, W, 3) image or (T, H, W, 3) clip, for path visuals.
+    kinds: optional question type per question, reported as ``accuracy_<kind>``.
+    """
+
+    visuals: np.ndarray | Sequence[str]
+    questions: list[str]
+    visual_idx: np.ndarray
+    targets: list[tuple[list[str], list[float]]]
+    answers: list[list[str]]
+    question_ids: list
+    answer_list: list[str] | None = None
+    scoring: str = "vqa"
+    load_visual: Callable[[str, bool, np.random.Generator | None], np.ndarray] | None = None
+    kinds: list[str] | None = None
+
+    def __post_init__(self):
+        self.visual_idx = np.asarray(self.visual_idx, dtype=np.int64)
+        n = len(self.questions)
+        for name in ("visual_idx", "answers", "question_ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{n} questions but {len(getattr(self, name))} {name}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
+
+    def visual_batch(self, idx: np.ndarray, train: bool = False, rng: np.random.Generator | None = None):
+        """The visuals of questions ``idx``: an array, or a list of PIL images / frame arrays."""
+        which = self.visual_idx[idx]
+        if isinstance(self.visuals, np.ndarray):
+            return self.visuals[which]
+        if self.load_visual is not None:
+            return [self.load_visual(self.visuals[i], train, rng) for i in which]
+        from PIL import Image
+
+        return [Image.open(self.visuals[i]) for i in which]
+
+
+def answer_weights(answers: list[str]) -> tuple[list[str], list[float]]:
+    """BLIP's VQA targets: each distinct answer (first-seen order) weighted by its share of the answers."""
+    unique = list(dict.fromkeys(answers))
+    return unique, [answers.count(a) / len(answers) for a in unique]
+
+
+# ---------------------------------------------------------------- the model's passes
+
+
+def special_ids(backbone) -> tuple[int, int]:
+    """-> ([DEC] id that starts every answer, [SEP] id that ends it).
+
+    The tokenizer's own [DEC] if it has one (proxy), else the checkpoint's decoder start token (BLIP: bos =
+    [DEC]); a random-weight test backbone has neither and starts answers with its [CLS].
+    """
+    first_and_last = backbone.tokenize(["yes"])["input_ids"][0]
+    dec = getattr(backbone.tokenizer, "dec_token_id", None)
+    if dec is None:
+        dec = backbone.model.config.text_config.bos_token_id
+    return int(first_and_last[0] if dec is None else dec), int(first_and_last[-1])
+
+
+def encode_visual(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) images -> (B, N, d); (B, T, 3, S, S) clips -> (B, T*N, d), every frame through the ViT."""
+    if pixels.dim() == 5:
+        b, t = pixels.shape[:2]
+        tokens = model.vision_model(pixel_values=pixels.flatten(0, 1)).last_hidden_state  # (B*T, N, d)
+        return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2])
+    return model.vision_model(pixel_values=pixels).last_hidden_state
+
+
+def encode_questions(model: nn.Module, backbone, visual: torch.Tensor, questions: Sequence[str]):
+    """Question states grounded in the visual tokens -> (B, L, d) states and their (B, L) mask."""
+    tok = backbone.tokenize(questions)
+    ids = tok["input_ids"].clone()
+    ids[:, 0] = backbone.enc_token_id  # BLIP's image-grounded encoder starts with [ENC]
+    visual_mask = torch.ones(visual.shape[:2], dtype=torch.long)
+    states = model.text_encoder(input_ids=ids, attention_mask=tok["attention_mask"],
+                                encoder_hidden_states=visual, encoder_attention_mask=visual_mask).last_hidden_state
+    return states, tok["attention_mask"]
+
+
+def tokenize_answers(backbone, answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (A, La) answer ids starting with [DEC] and ending with [SEP], and their mask."""
+    tok = backbone.tokenize(answers)
+    ids = tok["input_ids"].clone()
+    ids[:, 0] = special_ids(backbone)[0]
+    return ids, tok["attention_mask"]
+
+
+def answer_log_likelihood(model, states, state_mask, ids, mask) -> torch.Tensor:
+    """Sum of log p(token | earlier tokens, question) over each answer's tokens after [DEC] -> (A,).
+
+    states/state_mask: (A, L, d)/(A, L), one question per answer; ids/mask: (A, La). Plain cross-entropy
+    (no label smoothing), summed per answer as BLIP's ``reduction="none"`` does.
+    """
+    logits = model.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=states,
+                                encoder_attention_mask=state_mask).logits  # (A, La, V)
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (A, La-1)
+    return (logp * mask[:, 1:]).sum(1)
+
+
+def vqa_losses(model, backbone, pixels: torch.Tensor, questions: Sequence[str],
+               targets: Sequence[tuple[list[str], list[float]]]) -> dict[str, torch.Tensor]:
+    """BLIP's VQA loss: -sum over every question's answers of w * log p(answer), divided by B."""
+    visual = encode_visual(model, pixels)
+    states, state_mask = encode_questions(model, backbone, visual, questions)  # (B, L, d), (B, L)
+    answers = [a for ans, _ in targets for a in ans]
+    weights = torch.tensor([w for _, ws in targets for w in ws])  # (A,)
+    # each question's states repeated once per answer of that question
+    rows = torch.repeat_interleave(torch.arange(len(targets)), torch.tensor([len(ans) for ans, _ in targets]))
+    ids, mask = tokenize_answers(backbone, answers)
+    log_lik = answer_log_likelihood(model, states[rows], state_mask[rows], ids, mask)  # (A,)
+    loss = -(weights * log_lik).sum() / len(targets)
+    return {"loss": loss, "vqa_loss": loss.detach()}
+
+
+# ---------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def rank_answers(model, states, state_mask, cand_ids, cand_mask, k: int) -> torch.Tensor:
+    """BLIP's ``rank_answer``: the k candidates whose first token is likeliest after [DEC], re-ranked by
+    their full likelihood -> (B,) candidate indices. cand_ids/cand_mask: (C, La), starting with [DEC]."""
+    b, k = states.shape[0], min(k, len(cand_ids))
+    start = cand_ids[:1, :1].expand(b, 1)  # (B, 1) [DEC]
+    first = model.text_decoder(input_ids=start, encoder_hidden_states=states,
+                               encoder_attention_mask=state_mask).logits[:, 0]  # (B, V)
+    first = F.log_softmax(first.float(), dim=-1)[:, cand_ids[:, 1]]  # (B, C) log p(first answer token)
+    top = first.topk(k, dim=1).indices  # (B, k)
+    rows = torch.arange(b).repeat_interleave(k)
+    log_lik = answer_log_likelihood(model, states[rows], state_mask[rows], cand_ids[top.flatten()],
+                                    cand_mask[top.flatten()]).view(b, k)
+    return top.gather(1, log_lik.argmax(1, keepdim=True)).squeeze(1)
+
+
+@torch.no_grad()
+def generate_answers(model, states, state_mask, dec_id: int, sep_id: int, max_len: int = 10) -> list[list[int]]:
+    """Greedy decoding from [DEC], at most ``max_len`` tokens with [DEC] (BLIP's ``max_length``), stopping at
+    [SEP] -> the answer tokens of each question. No KV cache: every step re-reads the whole prefix, so a
+    method's deltas apply to every token exactly as in training."""
+    b = states.shape[0]
+    ids = torch.full((b, 1), dec_id, dtype=torch.long)
+    done = torch.zeros(b, dtype=torch.bool)
+    for _ in range(max_len - 1):
+        logits = model.text_decoder(input_ids=ids, encoder_hidden_states=states,
+                                    encoder_attention_mask=state_mask).logits[:, -1]  # (B, V)
+        nxt = torch.where(done, sep_id, logits.argmax(-1))
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        done |= nxt == sep_id
+        if done.all():
+            break
+    out = []
+    for row in ids[:, 1:].tolist():
+        out.append(row[: row.index(sep_id)] if sep_id in row else row)
+    return out
+
+
+def decode(backbone, ids: list[int]) -> str:
+    """Answer tokens -> text with the backbone's tokenizer (a tokenizer without ``decode`` gives ids)."""
+    fn = getattr(backbone.tokenizer, "decode", None)
+    return fn(ids).strip() if fn is not None else " ".join(f"#{i}" for i in ids)
+
+
+@torch.no_grad()
+def predict(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10, batch_size: int = 64) -> list[str]:
+    """One answer per question: the best-ranked candidate of ``data.answer_list``, else a greedy generation."""
+    was_training = model.training
+    model.eval()
+    dec_id, sep_id = special_ids(backbone)
+    if data.answer_list is not None:
+        cand_ids, cand_mask = tokenize_answers(backbone, data.answer_list)
+    predictions: list[str] = []
+    for start in range(0, len(data.questions), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data.questions)))
+        visual = encode_visual(model, backbone.pixels(data.visual_batch(idx, train=False)))
+        states, state_mask = encode_questions(model, backbone, visual, [data.questions[i] for i in idx])
+        if data.answer_list is not None:
+            best = rank_answers(model, states, state_mask, cand_ids, cand_mask, k_test)
+            predictions += [data.answer_list[i] for i in best.tolist()]
+        else:
+            predictions += [decode(backbone, ids) for ids in generate_answers(model, states, state_mask, dec_id,
+                                                                              sep_id, max_len)]
+    model.train(was_training)
+    return predictions
+
+
+def score(prediction: str, answers: list[str], scoring: str) -> float:
+    """0-1 score of one prediction: official VQA accuracy, or exact match against the one answer."""
+    return vqa_accuracy(prediction, answers) if scoring == "vqa" else float(prediction == answers[0])
+
+
+def evaluate(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10) -> dict:
+    """``accuracy`` in percent (and ``accuracy_<kind>`` per question type, where the data has kinds)."""
+    if any(not a for a in data.answers):
+        raise ValueError("evaluation needs answers for every question (a test split without answers can only "
+                         "be predicted)")
+    preds = predict(model, backbone, data, k_test, max_len)
+    scores = np.array([score(p, a, data.scoring) for p, a in zip(preds, data.answers)])
+    out = {"accuracy": 100.0 * float(scores.mean())}
+    for kind in sorted(set(data.kinds or ())):
+        out[f"accuracy_{kind}"] = 100.0 * float(scores[[k == kind for k in data.kinds]].mean())
+    return out
