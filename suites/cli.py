@@ -102,7 +102,8 @@ def _cmd_suite(args) -> int:
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
           f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
     records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address,
-                                  args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+                                  args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent,
+                                  retries=args.retries, resume=args.resume)
     print_ranking(records, failures)
     return 1 if failures and not records else 0
 
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus-per-trial", type=float, default=1)
     p.add_argument("--gpus-per-trial", type=float, default=0)
     p.add_argument("--max-concurrent", type=int, default=0, help="0: as many as the resources allow")
+    p.add_argument("--retries", type=int, default=0, help="rerun a trial that raised up to this many times")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest run of this suite: keep its finished trials, run the rest")
     p.set_defaults(func=_cmd_suite)
 
     p = sub.add_parser("params", help="count a method's parameters on a backbone (no download)")

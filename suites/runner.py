@@ -1,7 +1,9 @@
 """Run a suite: every (method, benchmark, seed) is a Ray Tune trial, every trial an MLflow run.
 
 Ray runs locally by default (``address=None``) or joins a cluster (``address="auto"`` or
-``"ray://host:port"``). A failed trial is logged as failed and the others finish.
+``"ray://host:port"``). A trial that raises is retried ``retries`` times, then logged as failed; the others
+finish. ``resume=True`` continues the newest suite run of the same name: trials it finished with the same
+spec are kept (not rerun, not logged again), the rest run, so MLflow shows each trial once.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
                 print(f"[{done}/{total}] {record['name']}: {record['primary_metric']} {primary:.1f} "
                       f"({record['wall_time_s']:.0f} s)", flush=True)
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            reason = (_read_error(trial).strip().splitlines() or ["unknown error"])[-1]
+            print(f"retrying {TrialSpec(**trial.config['spec']).name} after: {reason}", flush=True)
+
         def on_trial_error(self, iteration, trials, trial, **info):
             error = _read_error(trial)
             spec = TrialSpec(**trial.config["spec"])
@@ -49,6 +55,32 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
             print(f"[{len(records) + len(failures)}/{total}] FAILED {spec.name}: {failure['reason']}", flush=True)
 
     return LogToMlflow()
+
+
+def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], list[TrialSpec]]:
+    """-> (records of the trials the suite run already finished, specs still to run).
+
+    Runs of requested trials that a killed driver left RUNNING, or that failed, are deleted (softly) before
+    the trial reruns; runs of trials this command does not request are left alone. A finished
+    trial whose spec changed since is an error: resuming means rerunning the same command.
+    """
+    from suites.tracking import spec_hash
+
+    wanted = {s.name: spec_hash(dataclasses.asdict(s)) for s in specs}
+    done: dict[str, str] = {}
+    for run in tracker.trial_runs(parent):
+        trial = run.info.run_name
+        if trial not in wanted:  # a trial of this suite that this command does not ask for: left as it is
+            continue
+        if run.info.status != "FINISHED":
+            tracker.delete_run(run.info.run_id)
+        elif run.data.tags.get("spec_hash") != wanted[trial]:
+            raise ValueError(f"cannot resume: trial {trial} finished with a different spec (changed options, steps "
+                             "or seeds?); rerun the original command with --resume, or start a new suite without it")
+        else:
+            done[trial] = run.info.run_id
+    records = [tracker.record_of(run_id) for run_id in done.values()]
+    return records, [s for s in specs if s.name not in done]
 
 
 def _read_error(trial) -> str:
@@ -67,6 +99,8 @@ def run_suite(
     cpus_per_trial: float = 1,
     gpus_per_trial: float = 0,
     max_concurrent: int = 0,
+    retries: int = 0,
+    resume: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """Run all trials; returns (records of finished trials, failures)."""
     import ray
@@ -77,9 +111,18 @@ def run_suite(
 
     output_dir = Path(output_dir).expanduser().resolve()
     tracker = Tracker(resolve_uri(output_dir, tracking_uri), artifact_dir=output_dir / "mlartifacts")
-    parent = tracker.start_suite(name, {"trials": str(len(specs))})
+    parent = tracker.latest_suite(name) if resume else None
     records: list[dict] = []
     failures: list[dict] = []
+    if parent is None:
+        parent = tracker.start_suite(name, {"trials": str(len(specs))})
+    else:
+        records, specs = _resume(tracker, parent, specs)
+        tracker.reopen_suite(parent)
+        print(f"resuming suite {name}: {len(records)} trials already finished, {len(specs)} to run", flush=True)
+    if not specs:
+        tracker.end_suite(parent)
+        return records, failures
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our record is a string, not a scalar
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
@@ -98,7 +141,7 @@ def run_suite(
         run_config=tune.RunConfig(
             name=name, storage_path=str(output_dir / "ray"), verbose=0,
             callbacks=[_callback(tracker, parent, records, failures, len(specs))],
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            failure_config=tune.FailureConfig(max_failures=retries, fail_fast=False),
         ),
     )
     status = "FINISHED"

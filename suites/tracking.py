@@ -36,6 +36,28 @@ def git_commit() -> str:
         return "unknown"
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a result depends on, as MLflow tags (``version.<package>``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("aurora-bench", "torch", "transformers", "peft", "ray", "mlflow"):
+        try:
+            out[f"version.{pkg}"] = version(pkg)
+        except PackageNotFoundError:
+            out[f"version.{pkg}"] = "not installed"
+    return out
+
+
+def spec_hash(spec: dict) -> str:
+    """Fingerprint of what a trial computes (not where it writes or how many threads it uses): resuming a
+    suite skips a finished trial only when its fingerprint is unchanged."""
+    import hashlib
+
+    what = {k: v for k, v in spec.items() if k not in ("output_dir", "threads")}
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _flatten(prefix: str, value, out: dict) -> dict:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -66,8 +88,35 @@ class Tracker:
 
     def start_suite(self, name: str, tags: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"kind": "suite", "git_commit": git_commit(), **tags})
+                                     tags={"kind": "suite", "git_commit": git_commit(), **package_versions(), **tags})
         return run.info.run_id
+
+    def latest_suite(self, name: str) -> str | None:
+        """The run id of the newest suite run called ``name``, or None."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.kind = 'suite' and attributes.run_name = '{name}'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def reopen_suite(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def trial_runs(self, parent_id: str) -> list:
+        """Every trial run nested under a suite run (finished, failed or left running by a killed driver)."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50_000,
+        )
+
+    def record_of(self, run_id: str) -> dict:
+        """The trial record a finished run was logged from (its ``record.json`` artifact)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download_artifacts(run_id, "record.json", tmp)
+            record = json.loads(Path(path).read_text())
+        return {**record, "run_id": run_id}
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)  # soft delete: still in the store, hidden from searches and reports
 
     def end_suite(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
@@ -85,6 +134,7 @@ class Tracker:
             "suite": spec.get("suite", ""), "benchmark": spec["benchmark"], "seed": str(spec["seed"]),
             "tier": record["tier"], "task": record["task"], "primary_metric": record["primary_metric"],
             "backbone": record["backbone"], "hardware": record["hardware"], "git_commit": git_commit(),
+            "spec_hash": spec_hash(spec), **package_versions(),
         }
         run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record["name"], tags=tags)
         rid = run.info.run_id
@@ -113,7 +163,8 @@ class Tracker:
         spec = failure["spec"]
         tags = {"mlflow.parentRunId": parent_id, "kind": "trial", "status": "FAILED", "method": failure["row"],
                 "registry_method": spec["method"], "suite": spec.get("suite", ""), "benchmark": spec["benchmark"],
-                "seed": str(spec["seed"]), "error": failure["error"][-4000:]}
+                "seed": str(spec["seed"]), "error": failure["error"][-4000:], "spec_hash": spec_hash(spec),
+                "git_commit": git_commit()}
         run = self.client.create_run(self.experiment_id, run_name=failure["name"], tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id

@@ -1,0 +1,87 @@
+"""Kill a running suite (SIGKILL: no clean-up at all) and resume it: no finished trial is rerun or lost."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from suites.runner import run_suite
+from suites.trial import TrialSpec
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(
+    backbone="test-tiny", suite="resume-test",
+    benchmark_options={"train_images": 24, "val_images": 6, "test_images": 12, "captions_per_image": 2},
+    train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "k_test": 4},
+)
+METHODS = ("frozen", "lora", "aurora")
+# Trials run one at a time, so the kill lands after the first finished and before the last.
+DRIVER = f"""
+import sys
+from suites.runner import run_suite
+from suites.trial import TrialSpec
+TINY = {TINY!r}
+specs = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in {METHODS!r}]
+run_suite(specs, "resume-test", output_dir=sys.argv[1], cpus_per_trial=2, max_concurrent=1)
+"""
+
+
+def _trial_runs(uri: str):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'trial'",
+                              output_format="pandas")
+
+
+def _wait_for_first_finished_trial(uri: str, proc, timeout: float = 240) -> None:
+    start = time.time()
+    while time.time() - start < timeout:
+        assert proc.poll() is None, "the suite ended before it could be killed"
+        try:
+            runs = _trial_runs(uri)
+            if len(runs) and (runs["status"] == "FINISHED").sum() >= 1:
+                return
+        except Exception:  # the store is still being created
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("no trial finished")
+
+
+def test_kill_and_resume_loses_no_finished_trial(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_first_finished_trial(uri, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its workers
+        proc.wait()
+    before = _trial_runs(uri)
+    kept = dict(zip(before.loc[before["status"] == "FINISHED", "tags.mlflow.runName"],
+                    before.loc[before["status"] == "FINISHED", "run_id"]))
+    assert 1 <= len(kept) < len(METHODS)
+
+    specs = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in METHODS]
+    records, failures = run_suite(specs, "resume-test", output_dir=tmp_path, cpus_per_trial=1, resume=True)
+
+    assert not failures and len(records) == len(METHODS)
+    after = _trial_runs(uri)
+    assert sorted(after["tags.mlflow.runName"]) == sorted(s.name for s in specs)  # each trial exactly once
+    assert (after["status"] == "FINISHED").all()
+    for name, run_id in kept.items():  # finished before the kill: kept, not rerun
+        assert after.loc[after["tags.mlflow.runName"] == name, "run_id"].item() == run_id
+    suites = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'suite'",
+                                output_format="pandas")
+    assert len(suites) == 1 and suites["status"].item() == "FINISHED"
+
+
+def test_resume_refuses_a_changed_spec(tmp_path):
+    spec = TrialSpec(method="frozen", benchmark="proxy-coco", **TINY)
+    run_suite([spec], "resume-test", output_dir=tmp_path)
+    changed = TrialSpec(method="frozen", benchmark="proxy-coco", **{**TINY, "train": {**TINY["train"], "k_test": 3}})
+    with pytest.raises(ValueError, match="different spec"):
+        run_suite([changed], "resume-test", output_dir=tmp_path, resume=True)
