@@ -145,8 +145,13 @@ def blip_base(seed: int = 0, task: str = "retrieval") -> Backbone:
 
 
 @BACKBONES.register("proxy")
-def proxy(seed: int = 0, cache_dir: str | None = None) -> Backbone:
-    """The tiny proxy-tier BLIP, pretrained by the suite on synthetic scenes (cached on disk)."""
+def proxy(seed: int = 0, cache_dir: str | None = None, task: str = "retrieval") -> Backbone:
+    """The tiny proxy-tier BLIP, pretrained by the suite on synthetic scenes (cached on disk); for VQA,
+    grown from it with an answer decoder pretrained on synthetic questions."""
+    if model_class(task) is BlipForQuestionAnswering:
+        from suites.proxy.pretrain_vqa import load_or_pretrain_vqa
+
+        return load_or_pretrain_vqa(seed=seed, cache_dir=cache_dir)
     from suites.proxy.pretrain import load_or_pretrain
 
     return load_or_pretrain(seed=seed, cache_dir=cache_dir)

@@ -1,0 +1,126 @@
+"""Grow the proxy BLIP into a VQA model and pretrain its answer decoder on synthetic QA, cached on disk.
+
+BLIP's VQA checkpoints start from the retrieval-pretrained towers and add an answer decoder; Aurora's QA
+runs then start from a model already fine-tuned for VQA. The proxy does the same at small scale: the ViT
+and the text encoder come from the retrieval-pretrained proxy (``suites.proxy.pretrain``), the tokenizer
+grows by the question words, the decoder starts as a copy of the text encoder (BLIP also initialises its
+decoder from pretrained BERT weights), and the whole model trains on QA from the pretraining distribution
+(flat backgrounds, seen colour-shape pairs, base phrasings). The cache key hashes this recipe together with
+the retrieval recipe it grows from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suites.backbones import Backbone, from_config
+from suites.benchmarks import VQAObjective
+from suites.proxy import qa, world
+from suites.proxy.pretrain import WORLD_VERSION, PretrainConfig, cache_root, load_or_pretrain
+from suites.proxy.tokenizer import WordTokenizer
+from suites.train import TrainConfig, fit
+from suites.vqa import evaluate
+
+QA_VERSION = 1  # bump when suites.proxy.qa changes what a seed generates
+
+
+@dataclass(frozen=True)
+class QAPretrainConfig:
+    seed: int = 0
+    n_images: int = 3000
+    questions_per_image: int = 4
+    eval_images: int = 250
+    retrieval: PretrainConfig = PretrainConfig()
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=600, batch_size=32, lr=5e-4, warmup=30, eval_every=100, k_test=8))
+
+    def key(self) -> str:
+        blob = json.dumps({"world": WORLD_VERSION, "qa": QA_VERSION, "retrieval": self.retrieval.key(),
+                           **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def grow(retrieval: Backbone, seed: int = 0) -> Backbone:
+    """A ``BlipForQuestionAnswering`` with the retrieval proxy's ViT and text encoder, a tokenizer grown by
+    the question words (new embedding rows keep their random initialisation), and a decoder copied from the
+    text encoder (its LM head is tied to the copied word embeddings)."""
+    old_tok = retrieval.tokenizer
+    tok = WordTokenizer(old_tok.id_to_token[len(old_tok.SPECIALS):] + qa.vocabulary())  # old ids unchanged
+    config = retrieval.model.config.__class__.from_dict(retrieval.model.config.to_dict())
+    config.text_config.vocab_size = tok.vocab_size
+    model = from_config(config, seed=seed, task="vqa")
+    source = retrieval.model.state_dict()
+    target = model.state_dict()
+    for name, value in source.items():
+        tower = name.split(".", 1)[0]
+        if tower not in ("vision_model", "text_encoder"):
+            continue  # ITC projections and the ITM head have no place in the VQA model
+        names = [name] + ([name.replace("text_encoder.", "text_decoder.bert.", 1)] if tower == "text_encoder" else [])
+        for dst in names:
+            rows = value.shape[0]
+            target[dst][:rows].copy_(value)  # word embeddings: the old vocabulary's rows only
+    model.load_state_dict(target)
+    model.tie_weights()
+    return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=retrieval.image_size,
+                    temp=retrieval.temp, max_text_length=32, source="proxy-vqa (grown from the retrieval proxy)")
+
+
+def qa_split(seed: int, n_images: int, questions: int, shift: world.Shift | None = None):
+    return qa.vqa_data(qa.make_qa_split(seed, n_images, questions, shift or world.Shift()))
+
+
+def pretrain(cfg: QAPretrainConfig, progress: bool = True) -> tuple[Backbone, dict]:
+    retrieval = load_or_pretrain(cfg.retrieval.seed, cfg=cfg.retrieval, progress=progress)
+    backbone = grow(retrieval, cfg.seed)
+    model = backbone.model
+    for p in model.parameters():
+        p.requires_grad_(True)
+    # seeds 2000+ never meet the retrieval pretraining's scenes (seed, seed + 1000)
+    train = qa_split(cfg.seed + 2000, cfg.n_images, cfg.questions_per_image)
+    start = time.perf_counter()
+    stats = fit(model, backbone, train, cfg.train, seed=cfg.seed, objective=VQAObjective(),
+                progress="pretraining the proxy VQA decoder" if progress else None)
+    held_in = qa_split(cfg.seed + 3000, cfg.eval_images, cfg.questions_per_image)
+    metrics = evaluate(model, backbone, held_in, k_test=cfg.train.k_test)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = {"pretrain_seconds": time.perf_counter() - start, "temp": backbone.temp, **stats,
+            "retrieval_backbone": retrieval.source, **{f"pretrain_{k}": v for k, v in metrics.items()}}
+    backbone.info = info
+    return backbone, info
+
+
+def load_or_pretrain_vqa(seed: int = 0, cache_dir: str | None = None, cfg: QAPretrainConfig | None = None,
+                         progress: bool = True) -> Backbone:
+    from transformers import BlipForQuestionAnswering
+
+    from aurora.api import mark_backbone
+
+    cfg = cfg or QAPretrainConfig(seed=seed, retrieval=PretrainConfig(seed=seed))
+    folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "proxy-vqa" / cfg.key()
+    if (folder / "info.json").is_file():
+        info = json.loads((folder / "info.json").read_text())
+        model = mark_backbone(BlipForQuestionAnswering.from_pretrained(folder).eval())
+        tok = WordTokenizer.from_dict(info["tokenizer"])
+        return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=cfg.retrieval.model.image_size,
+                        temp=info["temp"], max_text_length=32, source=f"proxy-vqa {cfg.key()} (cached)", info=info)
+    backbone, info = pretrain(cfg, progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    backbone.model.save_pretrained(tmp)
+    (tmp / "info.json").write_text(json.dumps({**info, "config": dataclasses.asdict(cfg),
+                                               "tokenizer": backbone.tokenizer.to_dict()}, indent=1))
+    for f in tmp.iterdir():  # info.json last: its presence marks a complete cache entry
+        if f.name != "info.json":
+            f.replace(folder / f.name)
+    (tmp / "info.json").replace(folder / "info.json")
+    tmp.rmdir()
+    backbone.source = f"proxy-vqa {cfg.key()}"
+    mark_backbone(backbone.model)
+    return backbone
