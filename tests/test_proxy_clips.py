@@ -57,3 +57,12 @@ def test_proxy_benchmarks_load_small():
         assert len(test.texts) == 4  # one caption (or paragraph) per evaluation clip
         truth = train.truth(train.txt2img, np.arange(len(train.texts)))  # (texts, texts): own clip is true
         assert truth.diagonal().all()
+
+
+def test_twin_batches_hold_whole_twin_pairs():
+    bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=8, val_clips=2, test_clips=2)
+    train, _, _ = bench.load()
+    objective = bench.objective(type("B", (), {"temp": 0.07})(), type("C", (), {"loss": None})())
+    batch = next(objective.batches(train, 4, np.random.default_rng(0)))
+    clip_of = train.txt2img[batch]
+    assert len(batch) == 4 and (clip_of[0::2] % 2 == 0).all() and (clip_of[1::2] == clip_of[0::2] + 1).all()

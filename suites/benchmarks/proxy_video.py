@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+import torch
 
 from aurora.registry import BENCHMARKS
-from suites.benchmarks import RetrievalBenchmark
+from suites.benchmarks import RetrievalBenchmark, RetrievalObjective, index_batches
 from suites.proxy import clips, world
 from suites.retrieval import VideoRetrievalData
 
@@ -32,11 +33,34 @@ class ProxyVideoRetrieval(RetrievalBenchmark):
     stored_frames: int = 8  # frames rendered per clip
     n_frames: int = 4  # frames sampled per clip for the model (4 of 8 always show a mover in 3 cells)
     data_seed: int = DATA_SEED
+    twin_batches: bool = True  # train on batches of whole twin pairs (see TwinBatches)
+
+    def objective(self, backbone, cfg):
+        if not self.twin_batches:
+            return super().objective(backbone, cfg)
+        return TwinBatches(torch.tensor(backbone.temp), cfg.loss)
 
     def load(self):
         splits = _load(self.shift, (self.train_clips, self.val_clips, self.test_clips), self.train_captions,
                        tuple(self.n_objects), tuple(self.styles), self.stored_frames, self.data_seed)
         return tuple(_as_data(s, self.n_frames, mode) for s, mode in zip(splits, ("random", "uniform", "uniform")))
+
+
+class TwinBatches(RetrievalObjective):
+    """ITC + ITM on batches of whole twin pairs (clips 2k and 2k+1), one random caption per clip.
+
+    With random batches a clip's twin is almost never in its batch, and object identity alone brings the
+    loss down: the model then never needs the motion (measured: full fine-tuning scored the same from one
+    frame as from four). A twin in the batch is a negative that only motion tells apart, for ITC and as
+    ITM's hard negative.
+    """
+
+    def batches(self, data: VideoRetrievalData, batch_size: int, rng: np.random.Generator):
+        first = np.searchsorted(data.txt2img, np.arange(data.n_images))  # each clip's first caption
+        n_caps = np.diff(np.append(first, len(data.txt2img)))
+        for pairs in index_batches(data.n_images // 2, max(1, batch_size // 2), rng):
+            clip_idx = np.stack([2 * pairs, 2 * pairs + 1], axis=1).ravel()  # (B,) twins side by side
+            yield first[clip_idx] + (rng.random(len(clip_idx)) * n_caps[clip_idx]).astype(np.int64)
 
 
 @lru_cache(maxsize=4)
