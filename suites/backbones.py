@@ -189,6 +189,8 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
         out = tok(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
+    tokenizer.decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # generated answers -> text
+
     return Backbone(
         mark_backbone(model.eval()), tokenizer, enc_token_id=enc, image_size=size,
         image_mean=tuple(image_processor.image_mean), image_std=tuple(image_processor.image_std),

@@ -95,3 +95,29 @@ def test_proxy_vqa_trial_on_the_tiny_backbone(tmp_path):
     assert record["task"] == "vqa" and record["primary_metric"] == "accuracy"
     assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_count" in record["metrics"]
     assert [h["step"] for h in record["history"]] == [1, 2] and "val_accuracy" in record["history"][0]
+
+
+def test_clip_questions_follow_the_motion():
+    from suites.proxy import clips
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        clip = clips.sample_clip_pair(rng, int(rng.integers(1, 4)))[0]
+        motion = {m.obj.key: m.motion for m in clip.movers}
+        for item in qa.ask_clip(clip, rng, world.Shift(), 4):
+            words = item.question.split()
+            if item.kind == "motion":
+                assert item.answer == qa.MOTION_ANSWERS[motion[tuple(words[3:5])]]
+            elif item.kind == "moving":
+                assert item.answer == ("no" if motion[tuple(words[2:4])] == "still" else "yes")
+            elif item.kind == "moving_count":
+                assert item.answer == str(sum(m != "still" for m in motion.values()))
+
+
+@pytest.mark.slow
+def test_proxy_msrvttqa_trial_on_the_tiny_backbone(tmp_path):
+    spec = TrialSpec(method="lora", benchmark="proxy-msrvttqa", backbone="test-tiny", output_dir=str(tmp_path),
+                     benchmark_options={"train_clips": 8, "val_clips": 2, "test_clips": 4, "n_frames": 3},
+                     train={"steps": 2, "batch_size": 4, "warmup": 1, "eval_every": 2})
+    record = run_trial(spec)
+    assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_motion" in record["metrics"]

@@ -50,3 +50,40 @@ def proxy_vqa(**options) -> ProxyVQA:
                           new_template_frac=0.5, synonym_frac=0.5),
     )
     return ProxyVQA(**{**defaults, **options})
+
+
+@dataclass
+class ProxyVideoQA(VQABenchmark):
+    """MSRVTT-QA's protocol on synthetic twin clips: one answer per question, greedy generation, exact match."""
+
+    shift: world.Shift = field(default_factory=world.Shift)
+    train_clips: int = 800
+    val_clips: int = 60
+    test_clips: int = 200
+    questions_per_clip: int = 3
+    n_frames: int = 8
+    data_seed: int = DATA_SEED + 100
+
+    def load(self):
+        return _load_clips(self.shift, self.train_clips, self.val_clips, self.test_clips, self.questions_per_clip,
+                           self.n_frames, self.data_seed)
+
+
+@lru_cache(maxsize=2)
+def _load_clips(shift, n_train, n_val, n_test, questions, n_frames, seed):
+    return tuple(qa.video_qa_data(qa.make_clip_qa_split(seed + k, n, questions, shift, n_frames=n_frames))
+                 for k, n in enumerate((n_train, n_val, n_test)))
+
+
+@BENCHMARKS.register("proxy-msrvttqa")
+def proxy_msrvttqa(**options) -> ProxyVideoQA:
+    """Options override the fields of ``ProxyVideoQA`` (sizes, frames, shift)."""
+    defaults = dict(
+        name="proxy-msrvttqa",
+        description="synthetic twin clips, MSRVTT-QA-style protocol (one answer, greedy generation, exact "
+        "match); questions on how objects move, whether they move, how many move, and colours; striped "
+        "backgrounds, new phrasings and synonyms",
+        shift=world.Shift(background="stripes", background_strength=0.5, noise=0.06, new_template_frac=0.5,
+                          synonym_frac=0.5),
+    )
+    return ProxyVideoQA(**{**defaults, **options})

@@ -23,7 +23,7 @@ KINDS = ("color", "shape", "size", "where", "count", "exists", "relation")
 # Words the questions use beyond the captions' vocabulary (the proxy tokenizer grows by these).
 QUESTION_WORDS = ("?", "an", "what", "which", "color", "colour", "does", "have", "shape", "size", "small", "or",
                   "where", "part", "how", "many", "are", "number", "contain", "to", "over", "is", "yes", "no",
-                  *COUNT_ANSWERS)
+                  *COUNT_ANSWERS, "0", "move", "moving", "way", "still", "horizontally", "vertically")
 ANNOTATORS = 10
 SLIP_P = 0.3  # share of questions where 1-3 of the 10 annotators give another answer of the same kind
 
@@ -153,7 +153,7 @@ def ask(scene: world.Scene, rng: np.random.Generator, shift: world.Shift, n: int
 
 @dataclass
 class QASplit:
-    images: np.ndarray  # uint8 (N, H, W, 3)
+    images: np.ndarray  # uint8 (N, H, W, 3), or clips (N, T, H, W, 3)
     questions: list[str]
     image_idx: np.ndarray  # int64 (Q,)
     answers: list[list[str]]  # 10 annotator answers per question
@@ -191,3 +191,73 @@ def vocabulary() -> list[str]:
     caption_words = set(world.vocabulary())
     words = [*QUESTION_WORDS, *(w for a in ANSWER_LIST for w in a.split())]
     return [w for w in dict.fromkeys(words) if w not in caption_words]
+
+
+# ---------------------------------------------------------------- video QA on the clips of suites.proxy.clips
+
+# How an object moves, in words: the set of cells it covers is all BLIP can see (see suites.proxy.clips).
+MOTION_ANSWERS = {"still": "still", "across": "horizontally", "updown": "vertically"}
+CLIP_KINDS = ("motion", "moving", "moving_count", "color")
+
+
+def _clip_question(movers, rng: np.random.Generator, new: bool, kind: str) -> QA | None:
+    m = movers[int(rng.integers(len(movers)))]
+    name = _name(m.obj)
+    if kind == "motion":
+        q = f"in which way does the {name} move ?" if new else f"how does the {name} move ?"
+        return QA(q, MOTION_ANSWERS[m.motion], kind)
+    if kind == "moving":
+        q = f"is the {name} moving ?" if new else f"does the {name} move ?"
+        return QA(q, "no" if m.motion == "still" else "yes", kind)
+    if kind == "moving_count":
+        q = "what is the number of moving objects ?" if new else "how many objects move ?"
+        return QA(q, str(sum(x.motion != "still" for x in movers)), kind)
+    return _color([x.obj for x in movers], rng, new, None)
+
+
+def ask_clip(clip, rng: np.random.Generator, shift: world.Shift, n: int) -> list[QA]:
+    """n distinct questions about a clip; most need motion, which no single frame shows."""
+    out: list[QA] = []
+    for _ in range(8 * n):
+        if len(out) == n:
+            break
+        kind = CLIP_KINDS[int(rng.integers(len(CLIP_KINDS)))]
+        item = _clip_question(clip.movers, rng, rng.random() < shift.new_template_frac, kind)
+        if item is None:
+            continue
+        item = QA(_synonyms(item.question, rng, shift.synonym_frac), item.answer, item.kind)
+        if item.question not in {o.question for o in out}:
+            out.append(item)
+    return out
+
+
+def make_clip_qa_split(seed: int, n_clips: int, questions_per_clip: int, shift: world.Shift,
+                       n_objects: tuple[int, ...] = (1, 2, 3), n_frames: int = 8, image_size: int = 48) -> QASplit:
+    """MSRVTT-QA-style split over twin clips (same objects, other motions): one answer per question."""
+    from suites.proxy import clips
+
+    clip_rng, pixel_rng, text_rng = np.random.default_rng(seed).spawn(3)
+    scenes: list = []
+    while len(scenes) < n_clips:
+        scenes += clips.sample_clip_pair(clip_rng, int(clip_rng.choice(n_objects)))
+    scenes = scenes[:n_clips]
+    frames = np.stack([clips.render_clip(c, int(pixel_rng.integers(2**31)), shift, n_frames, image_size)
+                       for c in scenes])  # (n, T, H, W, 3)
+    questions, clip_idx, answers, kinds = [], [], [], []
+    for i, clip in enumerate(scenes):
+        for item in ask_clip(clip, text_rng, shift, questions_per_clip):
+            questions.append(item.question)
+            clip_idx.append(i)
+            answers.append([item.answer])
+            kinds.append(item.kind)
+    return QASplit(frames, questions, np.array(clip_idx, dtype=np.int64), answers, kinds)
+
+
+def video_qa_data(split: QASplit, weight: float = 0.05):
+    """A clip QA split as ``VQAData`` the way MSRVTT-QA is read: one answer at a fixed weight (Aurora's
+    0.05), greedy generation, exact-match scoring."""
+    from suites.vqa import VQAData
+
+    return VQAData(split.images, split.questions, split.image_idx, [([a[0]], [weight]) for a in split.answers],
+                   split.answers, list(range(len(split.questions))), answer_list=None, scoring="exact",
+                   kinds=split.kinds)
