@@ -22,15 +22,20 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path):
     # a trial that raises inside the worker: recorded as failed, the others finish
     specs.append(TrialSpec(method="lora", benchmark="proxy-coco", seed=9, method_options={"target_modules": "nothing"},
                            **TINY))
-    records, failures = run_suite(specs, "e2e", output_dir=tmp_path, cpus_per_trial=1)
+    # a trial that diverges (an absurd learning rate): its non-finite loss fails it, after one retry
+    diverging = {**TINY, "train": {**TINY["train"], "lr": 1e30}}
+    specs.append(TrialSpec(method="full_finetune", benchmark="proxy-coco", seed=9, **diverging))
+    records, failures = run_suite(specs, "e2e", output_dir=tmp_path, cpus_per_trial=1, retries=1)
 
-    assert len(records) == 6 and len(failures) == 1
-    assert "TargetingError" in failures[0]["error"]
+    assert len(records) == 6 and len(failures) == 2
+    reasons = {f["name"]: f["reason"] for f in failures}
+    assert "TargetingError" in reasons["proxy-coco--lora--seed9"]
+    assert "non-finite loss" in reasons["proxy-coco--full_finetune--seed9"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'trial'",
                               output_format="pandas") if mlflow.set_tracking_uri(uri) is None else None
-    assert len(runs) == 7
-    assert (runs["status"] == "FAILED").sum() == 1
+    assert len(runs) == 8  # a retried trial is logged once
+    assert (runs["status"] == "FAILED").sum() == 2
     finished = runs[runs["status"] == "FINISHED"]
     for col in ("metrics.itc_r_mean", "metrics.itm_r_mean", "metrics.params_method_trainable",
                 "metrics.wall_time_s", "metrics.peak_rss_mb"):
