@@ -60,7 +60,7 @@ def test_proxy_benchmarks_load_small():
 
 
 def test_twin_batches_hold_whole_twin_pairs():
-    bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=8, val_clips=2, test_clips=2)
+    bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=8, val_clips=2, test_clips=2, twin_batches=True)
     train, _, _ = bench.load()
     objective = bench.objective(type("B", (), {"temp": 0.07})(), type("C", (), {"loss": None})())
     batch = next(objective.batches(train, 4, np.random.default_rng(0)))
