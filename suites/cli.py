@@ -108,14 +108,42 @@ def _cmd_suite(args) -> int:
     return 1 if failures and not records else 0
 
 
+def _cmd_eval(args) -> int:
+    """Re-evaluate a finished trial from its MLflow run: the record gives the spec, the artifact the weights."""
+    import tempfile
+
+    from suites.tracking import Tracker, tracking_uri
+    from suites.trial import TrialSpec, reevaluate
+
+    tracker = Tracker(tracking_uri(args.output, args.tracking_uri))
+    record = tracker.record_of(args.run_id)
+    spec = TrialSpec(**record["spec"])
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = tracker.download(args.run_id, "trained.safetensors", tmp)
+        metrics = reevaluate(spec, weights)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{spec.name} (run {args.run_id}), re-evaluated without training:")
+        for k, v in metrics.items():
+            logged = record["metrics"].get(k)
+            print(f"  {k:20s} {v:8.3f}" + (f"   (logged {logged:.3f})" if logged is not None else ""))
+    return 0
+
+
 def _prepare_backbones(specs) -> None:
-    """Pretrain the proxy backbone once, in the driver with a progress bar, before trials need it."""
+    """Pretrain the proxy backbones once, in the driver with a progress bar, before trials need them."""
     from aurora.registry import BENCHMARKS
     from suites.backbones import build_backbone
 
-    names = {(s.backbone or BENCHMARKS.get(s.benchmark)(**s.benchmark_options).default_backbone) for s in specs}
-    if "proxy" in names:
-        build_backbone("proxy")
+    needed = set()
+    for s in specs:
+        bench = BENCHMARKS.get(s.benchmark)(**s.benchmark_options)
+        # the task's model class: the VQA proxy grows from the retrieval one and pretrains its decoder
+        needed.add((s.backbone or bench.default_backbone, tuple(sorted(bench.backbone_options().items()))))
+    for name, options in sorted(needed):
+        if name == "proxy":
+            build_backbone("proxy", **dict(options))
 
 
 def _cmd_report(args) -> int:
@@ -146,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true",
                    help="continue the newest run of this suite: keep its finished trials, run the rest")
     p.set_defaults(func=_cmd_suite)
+
+    p = sub.add_parser("eval", help="re-evaluate a finished trial's saved weights (MLflow run id), no training")
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--output", default="outputs", help="output folder whose mlflow.db holds the run")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in --output)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("params", help="count a method's parameters on a backbone (no download)")
     p.add_argument("--method", required=True)

@@ -115,6 +115,12 @@ class Tracker:
             record = json.loads(Path(path).read_text())
         return {**record, "run_id": run_id}
 
+    def download(self, run_id: str, artifact: str, dst: str | Path) -> Path | None:
+        """Download one artifact of a run into ``dst``; None if the run has no such artifact."""
+        if artifact not in {a.path for a in self.client.list_artifacts(run_id)}:
+            return None
+        return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
+
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)  # soft delete: still in the store, hidden from searches and reports
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from aurora.api import create_method, param_report, train_heads
-from aurora.checkpoint import save_trained
+from aurora.checkpoint import load_trained, save_trained
 from aurora.registry import BENCHMARKS
 from suites.backbones import build_backbone
 from suites.retrieval import LossSettings
@@ -62,20 +62,26 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
+def build_trial(spec: TrialSpec):
+    """-> (benchmark, (train, val, test) data, backbone, method) with the method applied to the backbone."""
+    bench = BENCHMARKS.get(spec.benchmark)(**spec.benchmark_options)
+    splits = bench.load()  # fails on bad data before any training
+    backbone = build_backbone(spec.backbone or bench.default_backbone,
+                              **{**bench.backbone_options(), **spec.backbone_options})
+    torch.manual_seed(spec.seed)  # the method's own initialisation depends on the trial seed
+    method = create_method(spec.method, **spec.method_options)
+    method.apply(backbone.model)
+    if method.trains:
+        train_heads(backbone.model, bench.heads)
+    return bench, splits, backbone, method
+
+
 def run_trial(spec: TrialSpec) -> dict:
     """Build, adapt, train and evaluate; return everything the tracker and the reports need."""
     start = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
-    bench = BENCHMARKS.get(spec.benchmark)(**spec.benchmark_options)
-    train_data, val_data, test_data = bench.load()  # fails on bad data before any training
-    backbone = build_backbone(spec.backbone or bench.default_backbone,
-                              **{**bench.backbone_options(), **spec.backbone_options})
+    bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
     model = backbone.model
-    torch.manual_seed(spec.seed)  # the method's own initialisation depends on the trial seed
-    method = create_method(spec.method, **spec.method_options)
-    method.apply(model)
-    if method.trains:
-        train_heads(model, bench.heads)
     report = param_report(model)
     cfg = spec.train_config()
     history: list[dict] = []
@@ -109,3 +115,14 @@ def run_trial(spec: TrialSpec) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "hardware": hardware(),
     }
+
+
+def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
+    """Evaluate a finished trial's saved weights on its test split, without training."""
+    torch.set_num_threads(max(1, spec.threads))
+    bench, (_, _, test_data), backbone, method = build_trial(spec)
+    if method.trains:
+        if weights is None:
+            raise ValueError(f"trial {spec.name} trained {spec.method} but has no saved weights")
+        load_trained(backbone.model, weights)
+    return bench.evaluate(backbone.model.eval(), backbone, test_data, spec.train_config())

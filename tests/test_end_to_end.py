@@ -1,5 +1,7 @@
 """One suite through real Ray Tune and a real MLflow store, on a tiny config, then the LaTeX report."""
 
+import json
+
 import mlflow
 import pytest
 
@@ -16,7 +18,7 @@ TINY = dict(
 )
 
 
-def test_suite_logs_every_trial_and_survives_a_failure(tmp_path):
+def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     specs = [TrialSpec(method=m, benchmark="proxy-coco", seed=s, **TINY)
              for m in ("frozen", "lora", "aurora") for s in (0, 1)]
     # a trial that raises inside the worker: recorded as failed, the others finish
@@ -50,6 +52,14 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path):
     names = {a.path for a in client.list_artifacts(run_id)}
     assert {"record.json", "trained.safetensors"} <= names
     assert (tmp_path / "mlartifacts").is_dir()
+
+    # the saved weights re-evaluate to exactly the logged metrics, without training
+    from suites.cli import main
+
+    assert main(["eval", "--run-id", run_id, "--output", str(tmp_path), "--json"]) == 0
+    logged = client.get_run(run_id).data.metrics
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["itm_r_mean"] == logged["itm_r_mean"] and again["itc_r_mean"] == logged["itc_r_mean"]
 
     df = frame_from_runs(uri)
     assert sorted(df["method"].unique()) == ["aurora", "frozen", "lora"]
