@@ -86,6 +86,7 @@ def _cmd_suite(args) -> int:
     from reports.tables import print_ranking
     from suites import experiments
     from suites.runner import run_suite
+    from suites.tracking import check_reachable, tracking_uri
 
     exp = experiments.for_targets(args.targets or ["retrieval"])
     if args.methods:
@@ -98,6 +99,7 @@ def _cmd_suite(args) -> int:
     if args.steps:
         exp.train = {**exp.train, "steps": args.steps}
     specs = exp.trials()
+    check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after
     _prepare_backbones(specs)
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
           f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
@@ -204,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     from suites.backbones import BackboneUnavailable
     from suites.benchmarks import DataError
     from suites.experiments import SpecError
+    from suites.tracking import TrackingUnavailable
 
     try:
         return args.func(args)
-    except (UnknownNameError, TargetingError, BackboneUnavailable, DataError, SpecError) as err:
+    except (UnknownNameError, TargetingError, BackboneUnavailable, DataError, SpecError, TrackingUnavailable) as err:
         # bad input: one clear line, no traceback
         print(f"aurora-bench: error: {err}", file=sys.stderr)
         return 2

@@ -36,6 +36,29 @@ def git_commit() -> str:
         return "unknown"
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before anything is trained or written, when a tracking server does not answer (MLflow's
+    own client would retry for minutes). Local stores (sqlite, file) need no check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingUnavailable(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}); start it (`mlflow server "
+            "--backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000`) or pass another --tracking-uri"
+        ) from None
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages a result depends on, as MLflow tags (``version.<package>``)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -74,6 +97,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        check_reachable(uri)
         self.mlflow = mlflow
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri

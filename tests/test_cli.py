@@ -25,14 +25,21 @@ def test_params_json_on_blip_base(capsys):
     (["params", "--method", "loraa", "--backbone", "test-tiny"], "valid methods: adalora, adapter, aurora"),
     (["suite", "proxy-cocoo"], "valid benchmarks:"),
     (["suite", "nogroup.yaml"], "does not exist"),
+    (["suite", "BAD_YAML"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
     (["params", "--method", "lora", "--backbone", "/nonexistent/blip"], "has no config.json"),
     (["params", "--method", "lora", "--backbone", "Salesforce/blip-itm-base-coco"], "offline or not cached"),
+    # port 9 (discard) has no listener on loopback: refused at once, before any pretraining or training
+    (["suite", "proxy-coco", "--tracking-uri", "http://127.0.0.1:9"], "cannot reach the MLflow tracking server"),
 ])
-def test_bad_input_gives_one_clear_line(capsys, argv, needle):
+def test_bad_input_gives_one_clear_line(capsys, argv, needle, tmp_path):
+    if argv[1] == "BAD_YAML":
+        (tmp_path / "bad.yaml").write_text("name: x\nbenchmarks: [proxy-coco\n")
+        argv = [argv[0], str(tmp_path / "bad.yaml"), "--output", str(tmp_path / "out")]
     code, _, err = run(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 def test_params_on_the_vqa_model(capsys):

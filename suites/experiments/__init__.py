@@ -98,7 +98,10 @@ def load(name_or_path: str) -> Experiment:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise SpecError(f"{path}: invalid YAML ({err})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
     return parse(raw, str(path))
 
 
