@@ -153,5 +153,7 @@ def run_suite(
         status = "KILLED"
         raise
     finally:
+        if records:
+            tracker.log_ranking(parent, records)
         tracker.end_suite(parent, status if not failures else "FAILED")
     return records, failures

@@ -145,6 +145,16 @@ class Tracker:
             return None
         return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
 
+    def log_ranking(self, suite_run_id: str, records: list[dict]) -> None:
+        """Store the suite's ranking on its run: the printed text and one CSV row per (benchmark, method)."""
+        from reports.tables import frame_from_records, rank_table, ranking_text
+
+        frame = frame_from_records(records)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "ranking.txt").write_text(ranking_text(frame) + "\n")
+            rank_table(frame).to_csv(Path(tmp) / "ranking.csv", index=False)
+            self.client.log_artifacts(suite_run_id, tmp)
+
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)  # soft delete: still in the store, hidden from searches and reports
 

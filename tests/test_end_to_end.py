@@ -61,6 +61,11 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["itm_r_mean"] == logged["itm_r_mean"] and again["itc_r_mean"] == logged["itc_r_mean"]
 
+    # the ranking is stored on the suite run
+    suite = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'suite'",
+                               output_format="pandas")
+    assert {"ranking.txt", "ranking.csv"} <= {a.path for a in client.list_artifacts(suite["run_id"].item())}
+
     df = frame_from_runs(uri)
     assert sorted(df["method"].unique()) == ["aurora", "frozen", "lora"]
     paths = write_report(tmp_path, uri)
