@@ -103,8 +103,9 @@ def _cmd_suite(args) -> int:
     _prepare_backbones(specs)
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
           f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
-    records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address,
-                                  args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent,
+    resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, **exp.resources}
+    resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
+    records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
                                   retries=args.retries, resume=args.resume)
     print_ranking(records, failures)
     return 1 if failures and not records else 0
@@ -169,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="outputs", help="output folder (MLflow sqlite, Ray results, weights)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in --output)")
     p.add_argument("--address", help="Ray cluster address (auto or ray://host:port); default: local Ray")
-    p.add_argument("--cpus-per-trial", type=float, default=1)
-    p.add_argument("--gpus-per-trial", type=float, default=0)
-    p.add_argument("--max-concurrent", type=int, default=0, help="0: as many as the resources allow")
+    p.add_argument("--cpus-per-trial", type=float, help="default: the spec's resources, else 1")
+    p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU; default: the spec's, else 0")
+    p.add_argument("--max-concurrent", type=int, help="0: as many as the resources allow (default: the spec's)")
     p.add_argument("--retries", type=int, default=0, help="rerun a trial that raised up to this many times")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest run of this suite: keep its finished trials, run the rest")

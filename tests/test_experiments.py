@@ -42,3 +42,54 @@ def test_ablation_variants_share_one_method():
     assert {s.method for s in specs} == {"aurora"}
     no_ice = next(s for s in specs if s.row == "aurora-no-ice")
     assert no_ice.method_options["ice"] is False and no_ice.suite == "ablation"
+
+
+SEARCH = """
+benchmarks: [proxy-coco]
+seeds: [0, 1]
+resources: {cpus_per_trial: 1, max_concurrent: 2}
+methods:
+  frozen: {}
+  lora: {search: {lr: [1.0e-4, 1.0e-3], options.r: [4, 8]}}
+  aurora:
+    options: {rank: 8}
+    samples: 3
+    search: {lr: {loguniform: [1.0e-4, 1.0e-2]}, options.dropout: {choice: [0.0, 0.1]}}
+"""
+
+
+def _parse(text: str) -> experiments.Experiment:
+    import yaml
+
+    return experiments.parse(yaml.safe_load(text), "spec.yaml")
+
+
+def test_grid_and_random_search_expand_to_one_row_per_configuration():
+    specs = _parse(SEARCH).trials()
+    lora = [s for s in specs if s.method == "lora"]
+    assert len(lora) == 2 * 2 * 2  # lr x r x seeds
+    assert {(s.train["lr"], s.method_options["r"]) for s in lora} == {(a, b) for a in (1e-4, 1e-3) for b in (4, 8)}
+    assert "proxy-coco--lora[lr=0.0001,r=8]--seed1" in {s.name for s in lora}
+    aurora = [s for s in specs if s.method == "aurora"]
+    assert len(aurora) == 3 * 2 and len({s.row for s in aurora}) == 3
+    assert all(1e-4 <= s.train["lr"] <= 1e-2 and s.method_options["rank"] == 8 for s in aurora)
+    assert all(s.method_options["dropout"] in (0.0, 0.1) for s in aurora)
+    # drawn in the driver from a fixed seed: the same command (or --resume) sees the same configurations
+    assert [s.name for s in _parse(SEARCH).trials()] == [s.name for s in specs]
+
+
+@pytest.mark.parametrize("search, needle", [
+    ("{lr: {loguniform: [1.0e-4, 1.0e-2]}}", "set samples"),
+    ("{lr: {loguniform: [1e-4, 1e-2]}}", "write 1.0e-4"),
+    ("{lr: {normal: [0, 1]}}", "must be a list"),
+    ("{options.rankk: [4, 8]}", "cannot search 'options.rankk'"),
+    ("{steps: []}", "empty list"),
+])
+def test_bad_search_spaces_name_the_problem(search, needle):
+    with pytest.raises(experiments.SpecError, match=needle):
+        _parse(f"benchmarks: [proxy-coco]\nmethods: {{aurora: {{search: {search}}}}}\n")
+
+
+def test_unknown_resource_key_lists_the_valid_ones():
+    with pytest.raises(experiments.SpecError, match="valid keys"):
+        _parse("benchmarks: [proxy-coco]\nmethods: {lora: {}}\nresources: {cpu: 2}\n")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from aurora.registry import BENCHMARKS, METHODS
@@ -26,6 +29,12 @@ class MethodEntry:
     method: str = ""
     options: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    # Hyper-parameter search: keys are training settings ("lr") or method options ("options.rank"); a list
+    # is a grid axis, {uniform|loguniform|randint: [low, high]} or {choice: [...]} a distribution.
+    # samples = 0: the full grid (lists only); samples = n: n random configurations. Every configuration
+    # is a row of the tables, e.g. "lora[lr=0.001,r=8]".
+    search: dict = field(default_factory=dict)
+    samples: int = 0
 
 
 @dataclass
@@ -38,23 +47,98 @@ class Experiment:
     backbone: str = ""
     backbone_options: dict = field(default_factory=dict)
     benchmark_options: dict = field(default_factory=dict)
+    # Ray resources: cpus_per_trial, gpus_per_trial (fractions allowed), max_concurrent (0: as many as fit);
+    # command-line flags override them.
+    resources: dict = field(default_factory=dict)
+    search_seed: int = 0  # random search draws its configurations in the driver, so --resume sees the same ones
 
     def trials(self) -> list[TrialSpec]:
         specs = []
+        rng = np.random.default_rng(self.search_seed)
+        configs = {name: _configurations(entry, rng) for name, entry in self.methods.items()}
         for bench in self.benchmarks:
             for method, entry in self.methods.items():
                 # a method that trains nothing is deterministic: one evaluation stands for every seed
                 registered = entry.method or method
                 seeds = self.seeds if METHODS.get(registered).trains else self.seeds[:1]
-                for seed in seeds:
-                    train = {**self.train, **entry.train}
+                for config, seed in itertools.product(configs[method], seeds):
+                    options = {**entry.options, **{k.removeprefix("options."): v for k, v in config.items()
+                                                   if k.startswith("options.")}}
+                    train = {**self.train, **entry.train, **{k: v for k, v in config.items()
+                                                             if not k.startswith("options.")}}
+                    row = _row_label(method, config)
                     specs.append(TrialSpec(
-                        method=registered, label=method if method != registered else "", suite=self.name,
-                        benchmark=bench, seed=seed, method_options=dict(entry.options),
+                        method=registered, label=row if row != registered else "", suite=self.name,
+                        benchmark=bench, seed=seed, method_options=options,
                         train=train, backbone=self.backbone, backbone_options=dict(self.backbone_options),
                         benchmark_options=dict(self.benchmark_options.get(bench, {})),
                     ))
         return specs
+
+
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+
+def _configurations(entry: MethodEntry, rng: np.random.Generator) -> list[dict]:
+    """The search configurations of one method entry ([{}] without a search)."""
+    space = entry.search
+    if not space:
+        return [{}]
+    if entry.samples == 0:
+        return [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    return [{key: _draw(dist, rng) for key, dist in space.items()} for _ in range(entry.samples)]
+
+
+def _draw(dist, rng: np.random.Generator):
+    if isinstance(dist, list):
+        return dist[rng.integers(len(dist))]
+    (kind, args), = dist.items()
+    if kind == "choice":
+        return args[rng.integers(len(args))]
+    low, high = args
+    if kind == "uniform":
+        return float(rng.uniform(low, high))
+    if kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return int(rng.integers(low, high + 1))  # randint: both ends included
+
+
+def _row_label(method: str, config: dict) -> str:
+    if not config:
+        return method
+    values = ",".join(f"{k.removeprefix('options.')}={v:.3g}" if isinstance(v, float) else
+                      f"{k.removeprefix('options.')}={v}" for k, v in config.items())
+    return f"{method}[{values}]"
+
+
+def _check_search(where: str, entry: MethodEntry, method_cls) -> None:
+    from suites.train import TrainConfig
+
+    options = {f.name for f in dataclasses.fields(method_cls.config_cls)}
+    train = {f.name for f in dataclasses.fields(TrainConfig)} - {"loss"}
+    for key, dist in entry.search.items():
+        name = key.removeprefix("options.")
+        if (key.startswith("options.") and name not in options) or (not key.startswith("options.") and key not in train):
+            raise SpecError(f"{where}: cannot search {key!r}; searchable: {sorted(train)} and "
+                            f"{sorted('options.' + o for o in options)}")
+        if isinstance(dist, list):
+            if not dist:
+                raise SpecError(f"{where}: search.{key} is an empty list")
+            continue
+        if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS):
+            raise SpecError(f"{where}: search.{key} must be a list (grid) or one of {list(DISTRIBUTIONS)} "
+                            f"with its arguments, got {dist!r}")
+        (kind, args), = dist.items()
+        if kind != "choice" and isinstance(args, list) and any(isinstance(a, str) for a in args):
+            raise SpecError(f"{where}: search.{key}: {kind} bounds must be numbers, got {args!r} (YAML reads 1e-4 "
+                            "as a string: write 1.0e-4)")
+        if kind != "choice" and not (isinstance(args, list) and len(args) == 2 and args[0] < args[1]):
+            raise SpecError(f"{where}: search.{key}: {kind} takes [low, high] with low < high, got {args!r}")
+        if kind == "loguniform" and args[0] <= 0:
+            raise SpecError(f"{where}: search.{key}: loguniform needs low > 0, got {args[0]}")
+        if entry.samples == 0:
+            raise SpecError(f"{where}: search.{key} is a distribution; set samples (how many configurations "
+                            "to draw), or give a list for a grid")
 
 
 def groups() -> list[str]:
@@ -76,8 +160,14 @@ def parse(raw: dict, source: str) -> Experiment:
     for name, entry in (raw.get("methods") or {}).items():
         entry = entry or {}
         _check_keys(f"{source}: methods.{name}", entry, MethodEntry)
-        METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
+        method_cls = METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
         methods[name] = MethodEntry(**entry)
+        _check_search(f"{source}: methods.{name}", methods[name], method_cls)
+    resources = raw.get("resources") or {}
+    valid_resources = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
+    if set(resources) - valid_resources:
+        raise SpecError(f"{source}: resources: unknown key(s) {sorted(set(resources) - valid_resources)}; "
+                        f"valid keys: {sorted(valid_resources)}")
     for bench in raw.get("benchmarks") or []:
         BENCHMARKS.get(bench)
     if not methods or not raw.get("benchmarks"):
