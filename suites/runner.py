@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from suites.trial import TrialSpec, run_trial
@@ -31,10 +32,22 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
     class LogToMlflow(Callback):
         """Driver-side: log each trial the moment it reports or fails (one writer for the store)."""
 
+        def __init__(self):
+            super().__init__()
+            self.started: dict[str, float] = {}  # trial id -> when Ray started it (driver clock)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.started[trial.trial_id] = time.perf_counter()
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "record" in result:
                 record = json.loads(result["record"])
                 record["run_id"] = tracker.log_trial(parent_id, record)
+                # what Ray and MLflow add to the trial's own work: worker start-up, transfer and logging
+                overhead = time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter()) \
+                    - record["wall_time_s"]
+                record["orchestration_overhead_s"] = overhead
+                tracker.log_metric(record["run_id"], "orchestration_overhead_s", overhead)
                 records.append(record)
                 done = len(records) + len(failures)
                 primary = record["metrics"].get(record["primary_metric"], float("nan"))
@@ -55,6 +68,15 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
             print(f"[{len(records) + len(failures)}/{total}] FAILED {spec.name}: {failure['reason']}", flush=True)
 
     return LogToMlflow()
+
+
+def _print_overhead(records: list[dict]) -> None:
+    timed = [r for r in records if "orchestration_overhead_s" in r]
+    if timed:
+        overhead = sum(r["orchestration_overhead_s"] for r in timed)
+        work = sum(r["wall_time_s"] for r in timed)
+        print(f"Ray + MLflow overhead: {overhead / len(timed):.1f} s per trial, {100 * overhead / work:.1f} % of "
+              f"the trials' own time ({len(timed)} trials)", flush=True)
 
 
 def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], list[TrialSpec]]:
@@ -149,6 +171,7 @@ def run_suite(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         tuner.fit()
+        _print_overhead(records)
     except BaseException:
         status = "KILLED"
         raise

@@ -155,6 +155,9 @@ class Tracker:
             rank_table(frame).to_csv(Path(tmp) / "ranking.csv", index=False)
             self.client.log_artifacts(suite_run_id, tmp)
 
+    def log_metric(self, run_id: str, key: str, value: float) -> None:
+        self.client.log_metric(run_id, key, float(value))
+
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)  # soft delete: still in the store, hidden from searches and reports
 

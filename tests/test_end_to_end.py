@@ -40,7 +40,7 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     assert (runs["status"] == "FAILED").sum() == 2
     finished = runs[runs["status"] == "FINISHED"]
     for col in ("metrics.itc_r_mean", "metrics.itm_r_mean", "metrics.params_method_trainable",
-                "metrics.wall_time_s", "metrics.peak_rss_mb"):
+                "metrics.wall_time_s", "metrics.peak_rss_mb", "metrics.orchestration_overhead_s"):
         assert finished[col].notna().all(), col
     trained = finished[finished["tags.method"] != "frozen"]
     assert trained["metrics.itm_loss"].notna().all()
