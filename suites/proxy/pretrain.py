@@ -105,26 +105,37 @@ def load_or_pretrain(seed: int = 0, cache_dir: str | None = None, cfg: PretrainC
                      progress: bool = True) -> Backbone:
     from transformers import BlipForImageTextRetrieval
 
-    from aurora.api import mark_backbone
-
     cfg = cfg or PretrainConfig(seed=seed)
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "proxy" / cfg.key()
+    return cached_backbone(folder, "proxy", cfg, BlipForImageTextRetrieval, cfg.model.image_size,
+                           lambda: pretrain(cfg, progress))
+
+
+def cached_backbone(folder: Path, label: str, cfg, model_cls, image_size: int, build) -> Backbone:
+    """Load a pretrained proxy backbone from ``folder``, or ``build()`` -> (backbone, info) and cache it.
+
+    The entry is written to a temporary folder and moved in with info.json last, whose presence marks a
+    complete entry, so a killed pretraining never leaves a half-written cache behind.
+    """
+    from aurora.api import mark_backbone
+
     if (folder / "info.json").is_file():
         info = json.loads((folder / "info.json").read_text())
-        model = mark_backbone(BlipForImageTextRetrieval.from_pretrained(folder).eval())
+        model = mark_backbone(model_cls.from_pretrained(folder).eval())
         tok = WordTokenizer.from_dict(info["tokenizer"])
-        return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=cfg.model.image_size,
-                        temp=info["temp"], max_text_length=32, source=f"proxy {cfg.key()} (cached)", info=info)
-    backbone, info = pretrain(cfg, progress)
+        return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=image_size,
+                        temp=info["temp"], max_text_length=32, source=f"{label} {cfg.key()} (cached)", info=info)
+    backbone, info = build()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     backbone.model.save_pretrained(tmp)
     (tmp / "info.json").write_text(json.dumps({**info, "config": dataclasses.asdict(cfg),
                                                "tokenizer": backbone.tokenizer.to_dict()}, indent=1))
-    for f in tmp.iterdir():  # info.json last: its presence marks a complete cache entry
+    for f in tmp.iterdir():
         if f.name != "info.json":
             f.replace(folder / f.name)
     (tmp / "info.json").replace(folder / "info.json")
     tmp.rmdir()
-    backbone.source = f"proxy {cfg.key()}"
+    backbone.source = f"{label} {cfg.key()}"
+    mark_backbone(backbone.model)
     return backbone

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from suites.backbones import Backbone, from_config
 from suites.benchmarks import VQAObjective
 from suites.proxy import qa, world
-from suites.proxy.pretrain import WORLD_VERSION, PretrainConfig, cache_root, load_or_pretrain
+from suites.proxy.pretrain import WORLD_VERSION, PretrainConfig, cache_root, cached_backbone, load_or_pretrain
 from suites.proxy.tokenizer import WordTokenizer
 from suites.train import TrainConfig, fit
 from suites.vqa import evaluate
@@ -100,27 +99,7 @@ def load_or_pretrain_vqa(seed: int = 0, cache_dir: str | None = None, cfg: QAPre
                          progress: bool = True) -> Backbone:
     from transformers import BlipForQuestionAnswering
 
-    from aurora.api import mark_backbone
-
     cfg = cfg or QAPretrainConfig(seed=seed, retrieval=PretrainConfig(seed=seed))
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "proxy-vqa" / cfg.key()
-    if (folder / "info.json").is_file():
-        info = json.loads((folder / "info.json").read_text())
-        model = mark_backbone(BlipForQuestionAnswering.from_pretrained(folder).eval())
-        tok = WordTokenizer.from_dict(info["tokenizer"])
-        return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=cfg.retrieval.model.image_size,
-                        temp=info["temp"], max_text_length=32, source=f"proxy-vqa {cfg.key()} (cached)", info=info)
-    backbone, info = pretrain(cfg, progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    backbone.model.save_pretrained(tmp)
-    (tmp / "info.json").write_text(json.dumps({**info, "config": dataclasses.asdict(cfg),
-                                               "tokenizer": backbone.tokenizer.to_dict()}, indent=1))
-    for f in tmp.iterdir():  # info.json last: its presence marks a complete cache entry
-        if f.name != "info.json":
-            f.replace(folder / f.name)
-    (tmp / "info.json").replace(folder / "info.json")
-    tmp.rmdir()
-    backbone.source = f"proxy-vqa {cfg.key()}"
-    mark_backbone(backbone.model)
-    return backbone
+    return cached_backbone(folder, "proxy-vqa", cfg, BlipForQuestionAnswering, cfg.retrieval.model.image_size,
+                           lambda: pretrain(cfg, progress))
