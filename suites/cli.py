@@ -68,8 +68,7 @@ def _cmd_params(args) -> int:
         raise UnknownNameError(f"unknown task {args.task!r}; valid tasks: {', '.join(heads)}")
     options = json.loads(args.options) if args.options else {}
     method = aurora.create_method(args.method, **options)
-    # Only builders with a VQA model take a task (the proxy backbone is retrieval-only).
-    backbone = build_backbone(args.backbone, **({"task": args.task} if args.task != "retrieval" else {}))
+    backbone = build_backbone(args.backbone, task=args.task)
     method.apply(backbone.model)
     if method.trains:
         train_heads(backbone.model, heads[args.task])
