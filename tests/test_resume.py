@@ -1,10 +1,12 @@
 """Kill a running suite (SIGKILL: no clean-up at all) and resume it: no finished trial is rerun or lost."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -20,14 +22,21 @@ TINY = dict(
     train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "k_test": 4},
 )
 METHODS = ("frozen", "lora", "aurora")
-# Trials run one at a time, so the kill lands after the first finished and before the last.
-DRIVER = f"""
+
+
+def specs() -> list[TrialSpec]:
+    """Run one at a time; the last trains long enough (a few hundred tiny steps) that the kill lands before
+    it finishes, however fast the machine."""
+    out = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in METHODS]
+    out[-1].train = {**out[-1].train, "steps": 300}
+    return out
+
+
+DRIVER = """
 import sys
+from tests.test_resume import specs
 from suites.runner import run_suite
-from suites.trial import TrialSpec
-TINY = {TINY!r}
-specs = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in {METHODS!r}]
-run_suite(specs, "resume-test", output_dir=sys.argv[1], cpus_per_trial=2, max_concurrent=1)
+run_suite(specs(), "resume-test", output_dir=sys.argv[1], cpus_per_trial=2, max_concurrent=1)
 """
 
 
@@ -53,24 +62,25 @@ def _wait_for_first_finished_trial(uri: str, proc, timeout: float = 240) -> None
 
 def test_kill_and_resume_loses_no_finished_trial(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], start_new_session=True,
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], start_new_session=True, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_first_finished_trial(uri, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its workers
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its workers
         proc.wait()
     before = _trial_runs(uri)
     kept = dict(zip(before.loc[before["status"] == "FINISHED", "tags.mlflow.runName"],
                     before.loc[before["status"] == "FINISHED", "run_id"]))
     assert 1 <= len(kept) < len(METHODS)
 
-    specs = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in METHODS]
-    records, failures = run_suite(specs, "resume-test", output_dir=tmp_path, cpus_per_trial=1, resume=True)
+    records, failures = run_suite(specs(), "resume-test", output_dir=tmp_path, cpus_per_trial=1, resume=True)
 
     assert not failures and len(records) == len(METHODS)
     after = _trial_runs(uri)
-    assert sorted(after["tags.mlflow.runName"]) == sorted(s.name for s in specs)  # each trial exactly once
+    assert sorted(after["tags.mlflow.runName"]) == sorted(s.name for s in specs())  # each trial exactly once
     assert (after["status"] == "FINISHED").all()
     for name, run_id in kept.items():  # finished before the kill: kept, not rerun
         assert after.loc[after["tags.mlflow.runName"] == name, "run_id"].item() == run_id
