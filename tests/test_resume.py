@@ -46,7 +46,7 @@ def _trial_runs(uri: str):
                               output_format="pandas")
 
 
-def _wait_for_first_finished_trial(uri: str, proc, timeout: float = 240) -> None:
+def _wait_for_first_finished_trial(uri: str, proc, timeout: float = 600) -> None:
     start = time.time()
     while time.time() - start < timeout:
         assert proc.poll() is None, "the suite ended before it could be killed"
