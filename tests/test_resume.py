@@ -37,7 +37,8 @@ DRIVER = """
 import sys
 from tests.test_resume import specs
 from suites.runner import run_suite
-run_suite(specs(), "resume-test", output_dir=sys.argv[1], cpus_per_trial=2, max_concurrent=1)
+run_suite(specs(), "resume-test", output_dir=sys.argv[1], tracking_uri=sys.argv[2], cpus_per_trial=2,
+          max_concurrent=1)
 """
 
 
@@ -73,7 +74,8 @@ def _wait_for_first_finished_trial(db: Path, proc, timeout: float = 600) -> None
 def test_kill_and_resume_loses_no_finished_trial(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], start_new_session=True, cwd=root,
+    # the store named explicitly: an earlier test's mlflow.set_tracking_uri leaves MLFLOW_TRACKING_URI set
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), uri], start_new_session=True, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_first_finished_trial(tmp_path / "mlflow.db", proc)
@@ -86,7 +88,8 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path):
                     before.loc[before["status"] == "FINISHED", "run_id"]))
     assert 1 <= len(kept) < len(METHODS)
 
-    records, failures = run_suite(specs(), "resume-test", output_dir=tmp_path, cpus_per_trial=1, resume=True)
+    records, failures = run_suite(specs(), "resume-test", output_dir=tmp_path, tracking_uri=uri, cpus_per_trial=1,
+                                  resume=True)
 
     assert not failures and len(records) == len(METHODS)
     after = _trial_runs(uri)
@@ -101,7 +104,8 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path):
 
 def test_resume_refuses_a_changed_spec(tmp_path):
     spec = TrialSpec(method="frozen", benchmark="proxy-coco", **TINY)
-    run_suite([spec], "resume-test", output_dir=tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_suite([spec], "resume-test", output_dir=tmp_path, tracking_uri=uri)
     changed = TrialSpec(method="frozen", benchmark="proxy-coco", **{**TINY, "train": {**TINY["train"], "k_test": 3}})
     with pytest.raises(ValueError, match="different spec"):
-        run_suite([changed], "resume-test", output_dir=tmp_path, resume=True)
+        run_suite([changed], "resume-test", output_dir=tmp_path, tracking_uri=uri, resume=True)
