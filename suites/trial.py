@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from aurora.api import create_method, param_report, train_heads
+from aurora.api import TargetingError, create_method, param_report, train_heads
 from aurora.checkpoint import load_trained, save_trained
 from aurora.registry import BENCHMARKS
 from suites.backbones import build_backbone
@@ -73,6 +73,9 @@ def build_trial(spec: TrialSpec):
     method.apply(backbone.model)
     if method.trains:
         train_heads(backbone.model, bench.heads)
+        if not any(p.requires_grad for p in backbone.model.parameters()):
+            raise TargetingError(f"{spec.method} leaves nothing to train on {spec.benchmark} (benchmark heads: "
+                                 f"{', '.join(bench.heads) or 'none'}); leave it out of this benchmark's suite")
     return bench, splits, backbone, method
 
 

@@ -9,10 +9,10 @@ from suites.proxy.pretrain import tokenizer
 
 def _pairs(n=40, n_objects=2, seed=0):
     rng = np.random.default_rng(seed)
-    return [clips.sample_clip_pair(rng, n_objects) for _ in range(n)]
+    return [clips.sample_clip_group(rng, n_objects) for _ in range(n)]
 
 
-def test_twins_share_objects_and_homes_but_not_motion():
+def test_groups_of_two_share_objects_and_homes_but_not_motion():
     for a, b in _pairs():
         assert [m.obj for m in a.movers] == [m.obj for m in b.movers]
         assert [m.motion for m in a.movers] != [m.motion for m in b.movers]
@@ -59,10 +59,28 @@ def test_proxy_benchmarks_load_small():
         assert truth.diagonal().all()
 
 
-def test_twin_batches_hold_whole_twin_pairs():
-    bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=8, val_clips=2, test_clips=2, twin_batches=True)
+def test_group_batches_hold_whole_groups():
+    bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=9, val_clips=3, test_clips=3, group=3, group_batches=True)
     train, _, _ = bench.load()
     objective = bench.objective(type("B", (), {"temp": 0.07})(), type("C", (), {"loss": None})())
-    batch = next(objective.batches(train, 4, np.random.default_rng(0)))
-    clip_of = train.txt2img[batch]
-    assert len(batch) == 4 and (clip_of[0::2] % 2 == 0).all() and (clip_of[1::2] == clip_of[0::2] + 1).all()
+    batch = next(objective.batches(train, 6, np.random.default_rng(0)))
+    clip_of = train.txt2img[batch].reshape(2, 3)  # (groups, group mates)
+    assert (clip_of[:, 0] % 3 == 0).all() and (clip_of == clip_of[:, :1] + np.arange(3)).all()
+
+
+def test_groups_share_objects_and_differ_in_motion():
+    rng = np.random.default_rng(3)
+    for n_objects, size in ((1, 3), (2, 3), (3, 2)):
+        group = clips.sample_clip_group(rng, n_objects, size)
+        assert len({tuple(m.obj for m in c.movers) for c in group}) == 1
+        assert len({tuple(m.motion for m in c.movers) for c in group}) == size
+
+
+def test_one_frame_carries_no_motion_word():
+    """Captions name no place, so no single frame can refute one: the cells a still object and movers along
+    either axis occupy overlap, and only the set of cells over frames differs."""
+    rng = np.random.default_rng(0)
+    clip = clips.sample_clip_group(rng, 1, 3)[0]
+    for style in ("all", "count", "one", "paragraph"):
+        words = set(clips.caption(clip, rng, world.Shift(), style).text.split())
+        assert not words & {"center", "middle", "corner"} and "at" not in words

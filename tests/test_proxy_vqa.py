@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from aurora.api import TargetingError
 from suites.backbones import Backbone, blip_config, from_config
 from suites.proxy import qa, world
 from suites.proxy.pretrain import PretrainConfig, ProxyModelConfig, tokenizer
 from suites.proxy.pretrain_vqa import QAPretrainConfig, grow, load_or_pretrain_vqa
 from suites.train import TrainConfig
-from suites.trial import TrialSpec, run_trial
+from suites.trial import TrialSpec, build_trial, run_trial
 
 
 def test_answers_are_true_of_the_scene():
@@ -102,7 +103,7 @@ def test_clip_questions_follow_the_motion():
 
     rng = np.random.default_rng(1)
     for _ in range(100):
-        clip = clips.sample_clip_pair(rng, int(rng.integers(1, 4)))[0]
+        clip = clips.sample_clip_group(rng, int(rng.integers(1, 4)))[0]
         motion = {m.obj.key: m.motion for m in clip.movers}
         for item in qa.ask_clip(clip, rng, world.Shift(), 4):
             words = item.question.split()
@@ -121,3 +122,10 @@ def test_proxy_msrvttqa_trial_on_the_tiny_backbone(tmp_path):
                      train={"steps": 2, "batch_size": 4, "warmup": 1, "eval_every": 2})
     record = run_trial(spec)
     assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_motion" in record["metrics"]
+
+
+def test_a_method_with_nothing_to_train_on_vqa_fails_before_training(tmp_path):
+    spec = TrialSpec(method="heads_only", benchmark="proxy-vqa", backbone="test-tiny", output_dir=str(tmp_path),
+                     benchmark_options={"train_images": 8, "val_images": 2, "test_images": 2})
+    with pytest.raises(TargetingError, match="heads_only leaves nothing to train on proxy-vqa .*heads: none"):
+        build_trial(spec)

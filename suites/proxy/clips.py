@@ -7,12 +7,15 @@ What the model can see is the *set* of places an object occupies: one cell (stil
 row (moves between left and right) or of its column (moves between top and bottom). Movers travel in a random
 direction that no caption mentions.
 
-Why one frame is not enough: every clip comes with a twin (the same objects in the same home cells, other
-motions), and a mover passes through its home cell, so a single frame of a clip can equal one of its twin's.
+Why one frame is not enough: clips come in groups (the same objects in the same home cells, each clip of the
+group with other motions), and captions never name a place. A single frame shows each object in one cell,
+which a still object and a mover of either axis can all occupy, so it says nothing about motion: only the
+set of cells over several frames tells the clips of a group apart. (Captions that named a still object's
+cell let one frame reject a mover seen elsewhere; 1-frame and 4-frame models then scored alike.)
 
-Captions use only the proxy tokenizer's words for what matters (colour, shape, size, places, "left and
-right", "top and bottom"); the verbs ("moves", "stays", "between") are outside its vocabulary and become
-[UNK], which carries nothing. The pretrained backbone never saw a clip or a motion caption.
+Captions use only the proxy tokenizer's words for what matters (colour, shape, size, "left and right", "top
+and bottom"); the verbs ("moves", "stays", "between") are outside its vocabulary and become [UNK], which
+carries nothing. The pretrained backbone never saw a clip or a motion caption.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import numpy as np
 from suites.proxy import world
 
 MOTIONS = ("still", "across", "updown")  # across: along its row; updown: along its column
-_ROW_NAMES = ("at the top", "in the center", "at the bottom")
-_COL_NAMES = ("at the left", "in the center", "at the right")
 
 
 @dataclass(frozen=True)
@@ -66,27 +67,34 @@ def _feasible(movers) -> bool:
     return True
 
 
-def _assign_motions(objs, rng: np.random.Generator, avoid: tuple[str, ...] | None = None) -> tuple[Mover, ...] | None:
-    """Random feasible motions for objects in fixed cells, different from ``avoid``; None if none found."""
+def _assign_motions(objs, rng: np.random.Generator, taken: set) -> tuple[Mover, ...] | None:
+    """Random feasible motions for objects in fixed cells, a combination not in ``taken``; None if none found."""
     for _ in range(50):
         motions = tuple(MOTIONS[i] for i in rng.integers(0, 3, len(objs)))
         movers = tuple(Mover(o, m, bool(rng.random() < 0.5)) for o, m in zip(objs, motions))
-        if motions != avoid and _feasible(movers):
+        if motions not in taken and _feasible(movers):
             return movers
     return None
 
 
-def sample_clip_pair(rng: np.random.Generator, n_objects: int) -> tuple[Clip, Clip]:
-    """A clip and its twin: the same objects in the same home cells, moving differently."""
+def sample_clip_group(rng: np.random.Generator, n_objects: int, size: int = 2) -> list[Clip]:
+    """``size`` clips with the same objects in the same home cells, each moving differently (at most 3
+    for a single object: still, across, updown)."""
+    if size > 3 ** n_objects:
+        raise ValueError(f"{n_objects} object(s) have at most {3 ** n_objects} motion combinations, asked {size}")
     while True:
         pairs = rng.permutation(len(world.COLORS) * len(world.SHAPES))[:n_objects]
         cells = rng.permutation(9)[:n_objects]
         objs = [world.Obj(world.SHAPES[p % 6], world.COLORS[p // 6], world.SIZES[int(rng.integers(2))], int(c))
                 for p, c in zip(pairs, cells)]
-        first = _assign_motions(objs, rng)
-        twin = first and _assign_motions(objs, rng, avoid=tuple(m.motion for m in first))
-        if twin:
-            return Clip(first), Clip(twin)
+        group: list[Clip] = []
+        while len(group) < size:
+            movers = _assign_motions(objs, rng, {tuple(m.motion for m in c.movers) for c in group})
+            if movers is None:
+                break
+            group.append(Clip(movers))
+        if len(group) == size:
+            return group
 
 
 def render_clip(clip: Clip, seed: int, shift: world.Shift, n_frames: int = 8, image_size: int = 48) -> np.ndarray:
@@ -102,48 +110,31 @@ def render_clip(clip: Clip, seed: int, shift: world.Shift, n_frames: int = 8, im
 # ---------------------------------------------------------------- facts and captions
 
 
-def _facts(m: Mover) -> set:
-    """What a phrase about one object asserts; a mover's line is its row (across) or column (updown)."""
+def _facts(m: Mover, size: bool) -> set:
+    """What a phrase about one object asserts: the object, its motion and, if named, its size."""
     o = m.obj
-    out = {("obj", *o.key), ("motion", *o.key, m.motion)}
-    if m.motion == "still":
-        out.add(("at", *o.key, o.cell))
-    return out
+    return {("obj", *o.key), ("motion", *o.key, m.motion)} | ({("size", *o.key, o.size)} if size else set())
 
 
 def clip_facts(clip: Clip) -> frozenset:
-    facts = {("count", len(clip.movers))}
-    for m in clip.movers:
-        o = m.obj
-        facts |= _facts(m) | {("size", *o.key, o.size), ("line", *o.key, m.motion, _line(m))}
-    return frozenset(facts)
+    return frozenset({("count", len(clip.movers))}.union(*(_facts(m, size=True) for m in clip.movers)))
 
 
-def _line(m: Mover) -> int:
-    row, col = divmod(m.obj.cell, 3)
-    return {"still": m.obj.cell, "across": row, "updown": col}[m.motion]
-
-
-def _phrase(m: Mover, size: bool, place: bool) -> tuple[str, set]:
-    """'a large red circle moves between left and right at the top' and the facts it asserts."""
+def _phrase(m: Mover, size: bool) -> tuple[str, set]:
+    """'a large red circle moves between left and right' and the facts it asserts. No place is named: see the
+    module doc."""
     o = m.obj
     np_ = f"a {o.size} {o.color} {o.shape}" if size else f"a {o.color} {o.shape}"
-    facts = _facts(m) | ({("size", *o.key, o.size)} if size else set())
     if m.motion == "still":
-        where = "in the center" if o.cell == 4 else f"at the {world.CELLS[o.cell]}"
-        return f"{np_} stays {where}", facts
+        return f"{np_} stays", _facts(m, size)
     axis = "left and right" if m.motion == "across" else "top and bottom"
-    text = f"{np_} moves between {axis}"
-    if place:  # the row of a horizontal mover, the column of a vertical one
-        text += " " + (_ROW_NAMES if m.motion == "across" else _COL_NAMES)[_line(m)]
-        facts.add(("line", *o.key, m.motion, _line(m)))
-    return text, facts
+    return f"{np_} moves between {axis}", _facts(m, size)
 
 
-def _sentence_list(movers, rng, size_p: float, place_p: float) -> tuple[list[str], set]:
+def _sentence_list(movers, rng, size_p: float) -> tuple[list[str], set]:
     texts, facts = [], set()
     for i in rng.permutation(len(movers)):
-        text, f = _phrase(movers[i], rng.random() < size_p, rng.random() < place_p)
+        text, f = _phrase(movers[i], rng.random() < size_p)
         texts.append(text)
         facts |= f
     return texts, facts
@@ -158,19 +149,19 @@ def caption(clip: Clip, rng: np.random.Generator, shift: world.Shift, style: str
     object, for training variety) and "paragraph" (DiDeMo-like: a count sentence, then one sentence per
     object, joined without punctuation as BLIP's pre_caption leaves them)."""
     movers = clip.movers
-    # the proxy backbone reads 30 words: three plain phrases and a count already take 28, so sizes and
-    # places are only added for one or two objects
-    extra = 1.0 if len(movers) < 3 else 0.0
+    # the proxy backbone reads 30 words: three plain phrases and a count take up to 28, so sizes are only
+    # named for one or two objects
+    sized = 1.0 if len(movers) < 3 else 0.0
     if style == "one":
-        texts, facts = _sentence_list(movers[int(rng.integers(len(movers))):][:1], rng, 0.5, 0.5)
+        texts, facts = _sentence_list(movers[int(rng.integers(len(movers))):][:1], rng, 0.5)
         text = texts[0]
     elif style == "paragraph":
-        texts, facts = _sentence_list(movers, rng, 0.5 * extra, 0.5 * extra)
+        texts, facts = _sentence_list(movers, rng, 0.5 * sized)
         intro = "there is " + ("one object" if len(movers) == 1 else _count(len(movers)))
         text = " ".join([intro, *texts])
         facts.add(("count", len(movers)))
     else:
-        texts, facts = _sentence_list(movers, rng, 0.3 * extra, 0.3 * extra)
+        texts, facts = _sentence_list(movers, rng, 0.3 * sized)
         text = " and ".join(texts)
         if style == "count":
             text = f"{_count(len(movers))} {text}"
@@ -191,13 +182,13 @@ class ClipSplit:
 
 
 def make_split(seed: int, n_clips: int, captions_per_clip: int, shift: world.Shift, n_objects: tuple[int, ...],
-               styles: tuple[str, ...], n_frames: int = 8, image_size: int = 48) -> ClipSplit:
-    """Deterministic in its arguments. Clips come in twins (consecutive indices); slot k of a clip's captions
-    uses style ``styles[k % len(styles)]``."""
+               styles: tuple[str, ...], n_frames: int = 8, image_size: int = 48, group: int = 2) -> ClipSplit:
+    """Deterministic in its arguments. Clips come in groups of ``group`` (consecutive indices; see
+    ``sample_clip_group``); slot k of a clip's captions uses style ``styles[k % len(styles)]``."""
     clip_rng, pixel_rng, text_rng = np.random.default_rng(seed).spawn(3)
     clips: list[Clip] = []
     while len(clips) < n_clips:
-        clips += sample_clip_pair(clip_rng, int(clip_rng.choice(n_objects)))
+        clips += sample_clip_group(clip_rng, int(clip_rng.choice(n_objects)), group)
     clips = clips[:n_clips]
     pixels = np.stack([render_clip(c, int(pixel_rng.integers(2**31)), shift, n_frames, image_size) for c in clips])
     caps = [caption(c, text_rng, shift, styles[k % len(styles)]) for c in clips for k in range(captions_per_clip)]

@@ -239,7 +239,7 @@ def make_clip_qa_split(seed: int, n_clips: int, questions_per_clip: int, shift: 
     clip_rng, pixel_rng, text_rng = np.random.default_rng(seed).spawn(3)
     scenes: list = []
     while len(scenes) < n_clips:
-        scenes += clips.sample_clip_pair(clip_rng, int(clip_rng.choice(n_objects)))
+        scenes += clips.sample_clip_group(clip_rng, int(clip_rng.choice(n_objects)))
     scenes = scenes[:n_clips]
     frames = np.stack([clips.render_clip(c, int(pixel_rng.integers(2**31)), shift, n_frames, image_size)
                        for c in scenes])  # (n, T, H, W, 3)
