@@ -1,4 +1,5 @@
-"""Result tables: terminal ranking and LaTeX (booktabs, best per column in bold), mean +- std over seeds."""
+"""Trial results as a frame (from MLflow runs or in-memory records), mean +- std over seeds, the terminal
+ranking, and ``write_report``: the LaTeX tables, plots and summary page rebuilt from MLflow alone."""
 
 from __future__ import annotations
 
@@ -6,10 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-RECALLS = ["txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean"]
-HEADERS = {"txt_r1": "TR@1", "txt_r5": "TR@5", "txt_r10": "TR@10", "img_r1": "IR@1", "img_r5": "IR@5",
-           "img_r10": "IR@10", "r_mean": "mean"}
 
 
 def frame_from_records(records: list[dict]) -> pd.DataFrame:
@@ -39,9 +36,13 @@ def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.D
         "suite": runs["tags.suite"] if "tags.suite" in runs else "",
         "tier": runs["tags.tier"], "hardware": runs["tags.hardware"], "primary_metric": runs["tags.primary_metric"],
     })
+    for tag in ("task", "registry_method"):
+        frame[tag] = runs.get(f"tags.{tag}")
     for col in runs.columns:
         if col.startswith("metrics.") and not col.startswith("metrics.epoch_"):
             frame[col.removeprefix("metrics.")] = runs[col].astype(float)
+        elif col.startswith("params.method."):  # the method's options, as logged (strings: "True", "8")
+            frame["option." + col.removeprefix("params.method.")] = runs[col]
     return frame.drop_duplicates(["suite", "benchmark", "method", "seed"], keep="last").reset_index(drop=True)
 
 
@@ -113,7 +114,7 @@ def markdown_table(df: pd.DataFrame) -> str:
              "final ITM loss | seeds | trial time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for bench, rows in table.groupby("benchmark"):
         for _, r in rows.sort_values("itm_r_mean", ascending=False).iterrows():
-            loss = "–" if np.isnan(r["itm_loss"]) else _pm(r, "itm_loss", 3)
+            loss = "–" if np.isnan(r.get("itm_loss", np.nan)) else _pm(r, "itm_loss", 3)
             lines.append(f"| {bench} | {r['method']} | {_pm(r, 'itm_r_mean', 1)} | {_pm(r, 'itc_r_mean', 1)} | "
                          f"{int(r['params_method_trainable']):,} | {r['params_percent']:.2f} | {loss} | "
                          f"{int(r['seeds'])} | {r['wall_time_s']:.0f} |")
@@ -124,71 +125,24 @@ def _pm(row, col: str, digits: int) -> str:
     return f"{row[col]:.{digits}f} ± {row[col + '_std']:.{digits}f}"
 
 
-def latex_table(df: pd.DataFrame, protocol: str = "itm", caption: str = "", label: str = "") -> str:
-    """Methods x (benchmark x recall) table; best mean per column in bold."""
-    cols = [f"{protocol}_{m}" for m in RECALLS]
-    table = summarize(df, cols + ["params_method_trainable"])
-    benchmarks = sorted(table["benchmark"].unique())
-    methods = sorted(table["method"].unique())
-    spec = "l r " + " ".join("r" * len(RECALLS) for _ in benchmarks)
-    head1 = " & & " + " & ".join(
-        f"\\multicolumn{{{len(RECALLS)}}}{{c}}{{{_tex(b)}}}" for b in benchmarks) + " \\\\"
-    rules = " ".join(f"\\cmidrule(lr){{{3 + i * len(RECALLS)}-{2 + (i + 1) * len(RECALLS)}}}" for i in range(len(benchmarks)))
-    head2 = "Method & Params & " + " & ".join(HEADERS[m] for _ in benchmarks for m in RECALLS) + " \\\\"
-    body = []
-    for method in methods:
-        cells = [_tex(method)]
-        first = table[table["method"] == method].iloc[0]
-        cells.append(_count(first["params_method_trainable"]))
-        for bench in benchmarks:
-            sub = table[table["benchmark"] == bench]
-            row = sub[sub["method"] == method]
-            for c in cols:
-                if row.empty:
-                    cells.append("--")
-                    continue
-                text = f"{row[c].iloc[0]:.1f}$\\pm${row[c + '_std'].iloc[0]:.1f}"
-                best = np.isclose(row[c].iloc[0], sub[c].max())
-                cells.append(f"\\textbf{{{text}}}" if best else text)
-        body.append(" & ".join(cells) + " \\\\")
-    return "\n".join([
-        "\\begin{table}[t]", "\\centering", "\\scriptsize", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
-        f"\\begin{{tabular}}{{{spec}}}", "\\toprule", head1, rules, head2, "\\midrule", *body, "\\bottomrule",
-        "\\end{tabular}", "\\end{table}", "",
-    ])
+def write_report(output_dir: str | Path, tracking_uri: str | None = None, experiment: str = "aurora-bench",
+                 reported: list[str | Path] | None = None, bench_json: str | Path | None = None) -> list[Path]:
+    """Rebuild the report under ``<output_dir>/reports`` from the MLflow runs alone (no trial is rerun).
 
-
-def _tex(text: str) -> str:
-    return str(text).replace("_", "\\_").replace("%", "\\%")
-
-
-def _count(n: float) -> str:
-    n = float(n)
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{int(n)}"
-
-
-def write_report(output_dir: str | Path, tracking_uri: str | None = None, experiment: str = "aurora-bench") -> list[Path]:
-    """Write the retrieval tables (ITM-reranked and ITC-only) from the MLflow runs alone."""
+    ``reported``: YAML files or folders of published numbers (default: the packaged ``reports/reported/``;
+    ``[]`` for none). ``bench_json``: ``suites.bench``'s output for the training-step plot (default:
+    ``<output_dir>/bench.json`` where it exists). Returns the files: LaTeX tables first, plots, ``index.md``.
+    """
+    from reports.build import write_all
+    from reports.reported import load_reported
     from suites.tracking import tracking_uri as resolve_uri
 
     uri = resolve_uri(output_dir, tracking_uri)
     df = frame_from_runs(uri, experiment)
     if df.empty:
         raise FileNotFoundError(f"no finished trial runs in experiment {experiment!r} at {uri}; run a suite first")
-    out = Path(output_dir) / "reports"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    retrieval = df[df["itm_r_mean"].notna()] if "itm_r_mean" in df else df.iloc[0:0]
-    for (suite, tier), part in retrieval.groupby([retrieval["suite"].fillna(""), "tier"]):
-        stem = f"{suite or 'retrieval'}_{tier}"
-        hardware = "; ".join(sorted(part["hardware"].unique()))
-        for protocol, what in (("itm", "ITC top-k re-ranked by ITM (BLIP protocol)"), ("itc", "ITC similarity only")):
-            caption = (f"Image-text retrieval ({_tex(suite or 'suite')}), {tier} tier, {what}; mean$\\pm$std over seeds. "
-                       f"Params: method-trainable parameters. Hardware: {_tex(hardware)}.")
-            path = out / f"{stem}_{protocol}.tex"
-            path.write_text(latex_table(part, protocol, caption, f"tab:{stem}-{protocol}"))
-            paths.append(path)
-        path = out / f"{stem}.md"
-        path.write_text(f"Hardware: {hardware}\n\n{markdown_table(part)}\n")
-        paths.append(path)
-    return paths
+    default_bench = Path(output_dir) / "bench.json"
+    bench = Path(bench_json) if bench_json else default_bench if default_bench.is_file() else None
+    origin = (f"Rebuilt from the MLflow runs at `{uri}` (experiment `{experiment}`, {len(df)} finished trials); "
+              "no trial was rerun.")
+    return write_all(df, Path(output_dir) / "reports", load_reported(reported), bench, origin)

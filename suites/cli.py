@@ -105,7 +105,7 @@ def _cmd_suite(args) -> int:
     resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, **exp.resources}
     resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
     records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
-                                  retries=args.retries, resume=args.resume)
+                                  retries=args.retries, resume=args.resume, scheduler=exp.scheduler)
     print_ranking(records, failures)
     return 1 if failures and not records else 0
 
@@ -149,9 +149,15 @@ def _prepare_backbones(specs) -> None:
 
 
 def _cmd_report(args) -> int:
+    from reports.reported import ReportedError
     from reports.tables import write_report
 
-    paths = write_report(args.output, args.tracking_uri, args.experiment)
+    reported = [] if args.no_reported else args.reported
+    try:
+        paths = write_report(args.output, args.tracking_uri, args.experiment, reported, args.bench)
+    except (ReportedError, FileNotFoundError) as err:  # no runs yet, or a malformed file of published numbers
+        print(f"aurora-bench: error: {err}", file=sys.stderr)
+        return 2
     for p in paths:
         print(p)
     return 0
@@ -196,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "benchmarks", "backbones", "groups"])
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("report", help="LaTeX tables from the MLflow runs alone")
-    p.add_argument("--output", default="outputs")
+    p = sub.add_parser("report", help="LaTeX tables, plots and a summary page from the MLflow runs alone")
+    p.add_argument("--output", default="outputs", help="folder with mlflow.db; the report goes to <output>/reports")
     p.add_argument("--tracking-uri")
     p.add_argument("--experiment", default="aurora-bench")
+    p.add_argument("--reported", nargs="+", metavar="PATH",
+                   help="YAML files or folders of published numbers (default: the packaged reports/reported/)")
+    p.add_argument("--no-reported", action="store_true", help="show no published numbers")
+    p.add_argument("--bench", metavar="JSON", help="suites.bench output to plot (default: <output>/bench.json)")
     p.set_defaults(func=_cmd_report)
 
     args = parser.parse_args(argv)

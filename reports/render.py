@@ -1,0 +1,104 @@
+"""Write a ``Grid`` as a LaTeX booktabs table (needs only ``\\usepackage{booktabs}``) or as Markdown."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from reports.grid import Cell, Column, Grid, Row
+
+_TEX_ESCAPES = {"±": r"$\pm$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex(text) -> str:
+    """``text`` with LaTeX's special characters escaped."""
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one output format spells the pieces of a cell."""
+
+    pm: str
+    best: str  # format strings around the cell text
+    second: str
+    down: str  # marks a lower-is-better header
+    note: str  # a reported row's source numbers after its label
+    escape: object = str
+
+
+LATEX = Style(pm="$\\pm$", best="\\textbf{{{}}}", second="\\underline{{{}}}", down="$\\downarrow$",
+              note="$^{{{}}}$", escape=tex)
+MARKDOWN = Style(pm=" ± ", best="**{}**", second="<u>{}</u>", down=" ↓", note="<sup>{}</sup>")
+
+
+def cell_text(cell: Cell, col: Column, style: Style) -> str:
+    """``mean ± std`` (the mean alone for one seed; a reported number as published), marked if best/second."""
+    if math.isnan(cell.mean):
+        return "--"
+    if cell.seeds == 0:
+        text = f"{cell.mean:g}"
+    elif cell.seeds == 1:
+        text = f"{cell.mean:.{col.digits}f}"
+    else:
+        text = f"{cell.mean:.{col.digits}f}{style.pm}{cell.std:.{col.digits}f}"
+    if cell.mark:
+        return (style.best if cell.mark == "best" else style.second).format(text)
+    return text
+
+
+def header_text(col: Column, style: Style) -> str:
+    return style.escape(col.header) + ("" if col.higher_is_better else style.down)
+
+
+def row_cells(row: Row, columns: list[Column], style: Style) -> list[str]:
+    label = style.escape(row.stub[0])
+    if row.notes:
+        label += style.note.format(",".join(map(str, row.notes)))
+    return [label, *map(style.escape, row.stub[1:]), *(cell_text(c, col, style) for c, col in zip(row.cells, columns))]
+
+
+def latex(grid: Grid) -> str:
+    """A ``table`` float: caption, a two-level header (benchmark over metrics), the reproduced rows, then a
+    block of reported rows under its own rule and label, and the reported numbers' sources below."""
+    stub, columns = len(grid.stub_headers), grid.columns
+    width = stub + len(columns)
+    lines = ["\\begin{table}[t]", "\\centering", "\\scriptsize", f"\\caption{{{tex(grid.caption)}}}",
+             f"\\label{{{grid.label}}}", f"\\begin{{tabular}}{{{'l' * stub}{'r' * len(columns)}}}", "\\toprule",
+             *_latex_head(grid, stub), "\\midrule"]
+    if grid.reported:
+        lines.append(f"\\multicolumn{{{width}}}{{l}}{{\\textit{{Reproduced}}}} \\\\")
+    lines += [" & ".join(row_cells(r, columns, LATEX)) + " \\\\" for r in grid.rows]
+    if grid.reported:
+        lines += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\textit{{Reported (published numbers)}}}} \\\\"]
+        lines += [" & ".join(row_cells(r, columns, LATEX)) + " \\\\" for r in grid.reported]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    if grid.sources:
+        notes = "; ".join(f"$^{{{i}}}${tex(s)}" for i, s in enumerate(grid.sources, 1))
+        lines += ["\\par\\smallskip", f"\\parbox{{\\linewidth}}{{\\scriptsize Reported: {notes}}}"]
+    return "\n".join([*lines, "\\end{table}", ""])
+
+
+def _latex_head(grid: Grid, stub: int) -> list[str]:
+    spans, rules, start = [], [], stub + 1
+    for bench, cols in grid.groups:
+        spans.append(f"\\multicolumn{{{len(cols)}}}{{c}}{{{tex(bench)}}}")
+        rules.append(f"\\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
+        start += len(cols)
+    top = " & " * stub + " & ".join(spans) + " \\\\"
+    names = [*map(tex, grid.stub_headers), *(header_text(c, LATEX) for c in grid.columns)]
+    return [top, " ".join(rules), " & ".join(names) + " \\\\"]
+
+
+def markdown(grid: Grid) -> str:
+    """The same table in Markdown: headers "benchmark metric", reported rows after a labelled separator row."""
+    columns = grid.columns
+    heads = [*grid.stub_headers, *(f"{b} {header_text(c, MARKDOWN)}" for b, cols in grid.groups for c in cols)]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(row_cells(r, columns, MARKDOWN)) + " |" for r in grid.rows]
+    if grid.reported:
+        lines.append("| *reported* |" + " |" * (len(heads) - 1))
+        lines += ["| " + " | ".join(row_cells(r, columns, MARKDOWN)) + " |" for r in grid.reported]
+    lines += [f"\n<sup>{i}</sup> {s}" for i, s in enumerate(grid.sources, 1)]
+    return "\n".join(lines)

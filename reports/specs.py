@@ -1,0 +1,170 @@
+"""Which trials make which table, and with which columns: image-text retrieval, video-text retrieval and
+VQA (one column group per benchmark, reported rows where published), and Aurora's two ablations (ICE/GQT and
+rank/core). Every selection reads only the logged metrics and options, so a table appears exactly when a
+suite's runs contain what it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from reports.grid import Column
+
+RECALL_KS = (1, 5, 10)
+
+
+def image_columns(protocol: str) -> list[Column]:
+    """TR@k (image-to-text) and IR@k (text-to-image)."""
+    return ([Column(f"{protocol}_txt_r{k}", f"TR@{k}") for k in RECALL_KS]
+            + [Column(f"{protocol}_img_r{k}", f"IR@{k}") for k in RECALL_KS])
+
+
+def video_columns(protocol: str) -> list[Column]:
+    """Text-to-video R@k and median rank, as the video papers report (the logged ``img`` direction)."""
+    return ([Column(f"{protocol}_img_r{k}", f"R@{k}") for k in RECALL_KS]
+            + [Column(f"{protocol}_img_r_mdr", "MdR", higher_is_better=False)])
+
+
+VQA_COLUMNS = [Column("accuracy", "Acc.")]
+
+
+def _has(df: pd.DataFrame, metric: str) -> pd.Series:
+    return df[metric].notna() if metric in df else pd.Series(False, index=df.index)
+
+
+def video_trials(df: pd.DataFrame) -> pd.DataFrame:
+    return df[_has(df, "itm_img_r_mdr") | _has(df, "itc_img_r_mdr")]
+
+
+def image_trials(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(_has(df, "itm_txt_r1") | _has(df, "itc_txt_r1")) & ~df.index.isin(video_trials(df).index)]
+
+
+def vqa_trials(df: pd.DataFrame) -> pd.DataFrame:
+    return df[_has(df, "accuracy")]
+
+
+def headline_columns(part: pd.DataFrame) -> list[Column]:
+    """The few columns an ablation shows for one benchmark's trials."""
+    if not video_trials(part).empty:
+        return [Column("itm_img_r1", "R@1"), Column("itm_img_r_mdr", "MdR", higher_is_better=False)]
+    if not image_trials(part).empty:
+        return [Column("itm_txt_r1", "TR@1"), Column("itm_img_r1", "IR@1"), Column("itm_r_mean", "R_mean")]
+    return VQA_COLUMNS
+
+
+# ---------------------------------------------------------------- Aurora's ablations, from the logged options
+
+def _option(df: pd.DataFrame, name: str) -> pd.Series:
+    return df.get(f"option.{name}", pd.Series("", index=df.index)).fillna("").astype(str)
+
+
+def _aurora(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["registry_method"] == "aurora"] if "registry_method" in df else df.iloc[0:0]
+
+
+def _same_options_as(df: pd.DataFrame, ref: pd.Series, ignore: set[str]) -> pd.DataFrame:
+    """The trials of ``df`` whose method options equal ``ref``'s, apart from ``ignore``."""
+    cols = [c for c in df.columns if c.startswith("option.") and c.removeprefix("option.") not in ignore]
+    same = (df[cols].fillna("").astype(str) == ref[cols].fillna("").astype(str)).all(axis=1)
+    return df[same]
+
+
+def ice_gqt_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Aurora with ICE and/or GQT switched off, beside the variants that differ from them only there."""
+    aurora = _aurora(df)
+    ablated = aurora[(_option(aurora, "ice") == "False") | (_option(aurora, "gqt") == "False")]
+    if ablated.empty:
+        return ablated
+    return _same_options_as(aurora, ablated.iloc[0], {"ice", "gqt"})
+
+
+def rank_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Full Aurora (ICE and GQT on) at several ranks or cores, otherwise the same options."""
+    aurora = _aurora(df)
+    full = aurora[(_option(aurora, "ice") != "False") & (_option(aurora, "gqt") != "False")]
+    if full.empty:
+        return full
+    same = _same_options_as(full, full.iloc[0], {"rank", "core"})
+    variants = same[["option.rank", "option.core"]].drop_duplicates() if "option.rank" in same else same.iloc[0:0]
+    return same if len(variants) > 1 else same.iloc[0:0]
+
+
+# ---------------------------------------------------------------- stubs (leading cells) and row order
+
+def count(n: float) -> str:
+    """A parameter count as papers print it: 4.5k, 1.51M."""
+    n = float(n)
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{int(n)}"
+
+
+def _params(part: pd.DataFrame) -> str:
+    return count(part["params_method_trainable"].iloc[0]) if "params_method_trainable" in part else "--"
+
+
+def method_stub(method: str, part: pd.DataFrame) -> list[str]:
+    return [method, _params(part)]
+
+
+def ice_gqt_stub(method: str, part: pd.DataFrame) -> list[str]:
+    flag = {"True": "on", "False": "off"}
+    return [method, flag.get(_option(part, "ice").iloc[0], "?"), flag.get(_option(part, "gqt").iloc[0], "?"),
+            _params(part)]
+
+
+def rank_stub(method: str, part: pd.DataFrame) -> list[str]:
+    return [method, _option(part, "core").iloc[0], _option(part, "rank").iloc[0], _params(part)]
+
+
+def by_params(method: str, part: pd.DataFrame) -> tuple:
+    """Most trainable parameters first (full fine-tuning on top, frozen last), then by name."""
+    return (-float(part["params_method_trainable"].iloc[0]) if "params_method_trainable" in part else 0.0, method)
+
+
+def by_ice_gqt(method: str, part: pd.DataFrame) -> tuple:
+    return (_option(part, "ice").iloc[0] != "True", _option(part, "gqt").iloc[0] != "True", method)
+
+
+def by_core_rank(method: str, part: pd.DataFrame) -> tuple:
+    rank = _option(part, "rank").iloc[0]
+    return (_option(part, "core").iloc[0], int(rank) if rank.isdigit() else 0, method)
+
+
+def reported_params(numbers: pd.DataFrame) -> str:
+    """A reported row's parameter cell: the published count, else the published percentage."""
+    by = dict(zip(numbers["metric"], numbers["value"]))
+    if "params_method_trainable" in by:
+        return count(by["params_method_trainable"])
+    return f"{by['params_percent']:g}%" if "params_percent" in by else "--"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # the file name's suffix
+    title: str
+    select: Callable[[pd.DataFrame], pd.DataFrame]
+    columns: Callable[[pd.DataFrame], list[Column]]  # one benchmark's trials -> its columns
+    stub_headers: tuple[str, ...] = ("Method", "Params")
+    stub: Callable[[str, pd.DataFrame], list[str]] = method_stub
+    order: Callable[[str, pd.DataFrame], tuple] = by_params
+    reported: bool = True  # show published numbers for the same benchmark and metric
+
+
+ITM = "ITC top-k re-ranked by ITM (BLIP protocol)"
+ITC = "ITC similarity only"
+TABLES = [
+    TableSpec("itm", f"Image-text retrieval, {ITM}", image_trials, lambda _: image_columns("itm")),
+    TableSpec("itc", f"Image-text retrieval, {ITC}", image_trials, lambda _: image_columns("itc")),
+    TableSpec("video_itm", f"Text-to-video retrieval, {ITM}; MdR: median rank, lower is better", video_trials,
+              lambda _: video_columns("itm")),
+    TableSpec("video_itc", f"Text-to-video retrieval, {ITC}; MdR: median rank, lower is better", video_trials,
+              lambda _: video_columns("itc")),
+    TableSpec("vqa", "Visual and video question answering, accuracy (%)", vqa_trials, lambda _: VQA_COLUMNS),
+    TableSpec("ice_gqt", "Aurora ablation: Informative Context Enhancement (ICE) and Gated Query Transformation "
+              "(GQT)", ice_gqt_trials, headline_columns, ("Method", "ICE", "GQT", "Params"), ice_gqt_stub,
+              by_ice_gqt, reported=False),
+    TableSpec("rank", "Aurora ablation: rank R and core of the mode approximation", rank_trials, headline_columns,
+              ("Method", "Core", "Rank", "Params"), rank_stub, by_core_rank, reported=False),
+]
