@@ -49,12 +49,26 @@ def ablation(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Step time and peak memory per method on the proxy and BLIP-base architectures (CPU, batch 2)."""
-    _install(session)
+    """Step time and peak memory per method on the proxy and BLIP-base architectures (CPU, batch 2), then
+    their plot beside the JSON (outputs/bench_efficiency.{pdf,png})."""
+    _install(session, "reports")
     session.run("python", "-m", "suites.bench", *session.posargs)
+    session.run("python", "-m", "reports.plots", _flag(session.posargs, "--output", "outputs/bench.json"))
+
+
+def _flag(args: list[str], name: str, default: str) -> str:
+    """The value of ``name`` in ``args`` (``--name value`` or ``--name=value``), else ``default``."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
 
 
 @nox.session
 def report(session: nox.Session) -> None:
+    """Tables (LaTeX), plots and outputs/reports/index.md from the MLflow runs alone; flags pass through
+    (--output, --tracking-uri, --reported, --bench)."""
     _install(session, "reports")
     session.run("aurora-bench", "report", *session.posargs)

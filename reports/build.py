@@ -68,9 +68,17 @@ def write_section(trials: pd.DataFrame, reported: pd.DataFrame, suite: str, tier
         retrieval = trials[trials[OVERVIEW_METRIC].notna()]
         hardware = "; ".join(sorted(retrieval["hardware"].unique()))
         (out / f"{stem}.md").write_text(f"Hardware: {hardware}\n\n{markdown_table(retrieval)}\n")
-    section.plots = params_vs_score(trials, out / f"{stem}_params_vs_score",
-                                    f"{suite or 'runs'} ({tier} tier): parameters vs mean score")
+    if can_plot():
+        section.plots = params_vs_score(trials, out / f"{stem}_params_vs_score",
+                                        f"{suite or 'runs'} ({tier} tier): parameters vs mean score")
     return section
+
+
+def can_plot() -> bool:
+    """Whether seaborn is installed (the ``reports`` extra); without it the report has tables only."""
+    import importlib.util
+
+    return importlib.util.find_spec("seaborn") is not None
 
 
 def summary(sections: list[Section], efficiency: list[Path], origin: str) -> str:
@@ -82,13 +90,15 @@ def summary(sections: list[Section], efficiency: list[Path], origin: str) -> str
             lines += [f"### {grid.caption.split('. ')[0]}", "", grid.caption, "", f"LaTeX: [{path.name}]({path.name})",
                       "", render.markdown(grid), ""]
         lines += _plot_lines(s.plots, "Trainable parameters against mean score (bubble area: trial peak memory)")
-    if efficiency:
+    if efficiency:  # only where a bench JSON was found and plotted
         lines += ["## Training-step benchmark (`nox -s bench`)", ""]
         lines += _plot_lines(efficiency, "Step time and peak memory per method")
     return "\n".join(lines)
 
 
 def _plot_lines(paths: list[Path], what: str) -> list[str]:
+    if not paths:
+        return [f"{what}: not drawn (seaborn is missing: `pip install aurora-bench[reports]`).", ""]
     pdf, png = (p.name for p in paths)
     return [f"{what} ([PDF]({pdf})):", "", f"![{what}]({png})", ""]
 
@@ -101,7 +111,7 @@ def write_all(trials: pd.DataFrame, out: Path, reported: pd.DataFrame, bench_jso
     out.mkdir(parents=True, exist_ok=True)
     sections = [write_section(part, reported, suite, tier, out)
                 for (suite, tier), part in trials.groupby([trials["suite"].fillna(""), "tier"], sort=True)]
-    plots = efficiency(json.loads(bench_json.read_text()), out / "efficiency") if bench_json else []
+    plots = efficiency(json.loads(bench_json.read_text()), out / "efficiency") if bench_json and can_plot() else []
     index = out / "index.md"
     index.write_text(summary(sections, plots, origin) + "\n")
     tables = [p for s in sections for _, p in s.tables]
