@@ -20,32 +20,28 @@ def tex(text) -> str:
 class Style:
     """How one output format spells the pieces of a cell."""
 
-    pm: str
-    best: str  # format strings around the cell text
+    spread: str  # "{mean}{std}" format: mean +- std
+    best: str  # format strings around the mean
     second: str
     down: str  # marks a lower-is-better header
     note: str  # a reported row's source numbers after its label
     escape: object = str
 
 
-LATEX = Style(pm="$\\pm$", best="\\textbf{{{}}}", second="\\underline{{{}}}", down="$\\downarrow$",
+LATEX = Style(spread="{}$_{{\\pm {}}}$", best="\\textbf{{{}}}", second="\\underline{{{}}}", down="$\\downarrow$",
               note="$^{{{}}}$", escape=tex)
-MARKDOWN = Style(pm=" ± ", best="**{}**", second="<u>{}</u>", down=" ↓", note="<sup>{}</sup>")
+MARKDOWN = Style(spread="{} ± {}", best="**{}**", second="<u>{}</u>", down=" ↓", note="<sup>{}</sup>")
 
 
 def cell_text(cell: Cell, col: Column, style: Style) -> str:
-    """``mean ± std`` (the mean alone for one seed; a reported number as published), marked if best/second."""
+    """``mean ± std`` (the mean alone for one seed; a reported number as published), the mean marked if it is
+    the column's best or second (LaTeX prints the std as a subscript, which keeps wide tables narrower)."""
     if math.isnan(cell.mean):
         return "--"
-    if cell.seeds == 0:
-        text = f"{cell.mean:g}"
-    elif cell.seeds == 1:
-        text = f"{cell.mean:.{col.digits}f}"
-    else:
-        text = f"{cell.mean:.{col.digits}f}{style.pm}{cell.std:.{col.digits}f}"
+    mean = f"{cell.mean:g}" if cell.seeds == 0 else f"{cell.mean:.{col.digits}f}"
     if cell.mark:
-        return (style.best if cell.mark == "best" else style.second).format(text)
-    return text
+        mean = (style.best if cell.mark == "best" else style.second).format(mean)
+    return style.spread.format(mean, f"{cell.std:.{col.digits}f}") if cell.seeds > 1 else mean
 
 
 def header_text(col: Column, style: Style) -> str:
@@ -64,7 +60,7 @@ def latex(grid: Grid) -> str:
     block of reported rows under its own rule and label, and the reported numbers' sources below."""
     stub, columns = len(grid.stub_headers), grid.columns
     width = stub + len(columns)
-    lines = ["\\begin{table}[t]", "\\centering", "\\scriptsize", f"\\caption{{{tex(grid.caption)}}}",
+    lines = ["\\begin{table}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}", f"\\caption{{{tex(grid.caption)}}}",
              f"\\label{{{grid.label}}}", f"\\begin{{tabular}}{{{'l' * stub}{'r' * len(columns)}}}", "\\toprule",
              *_latex_head(grid, stub), "\\midrule"]
     if grid.reported:

@@ -135,7 +135,7 @@ def _row(text: str, label: str) -> list[str]:
 def test_best_is_bold_second_underlined_and_std_over_seeds(report):
     text = _tex(report, "retrieval_proxy_itm")
     best, second, last = _row(text, "full\\_finetune"), _row(text, "aurora"), _row(text, "frozen")
-    assert best[2] == "\\textbf{40.2$\\pm$0.4}"  # TR@1 = 50 q + 0.5 seed over seeds 0 and 1
+    assert best[2] == "\\textbf{40.2}$_{\\pm 0.4}$"  # TR@1 = 50 q + 0.5 seed over seeds 0 and 1
     assert second[2].startswith("\\underline{")
     assert last[2] == "15.0"  # one seed: the mean alone
     lines = text.splitlines()
@@ -148,7 +148,7 @@ def test_median_rank_is_lower_is_better(report):
     text = _tex(report, "video_real_video_itm")
     assert "MdR$\\downarrow$" in text
     aurora, frozen = _row(text, "aurora"), _row(text, "frozen")
-    assert aurora[5] == "\\textbf{8.0$\\pm$0.0}"  # the lowest median rank is the best
+    assert aurora[5] == "\\textbf{8.0}$_{\\pm 0.0}$"  # the lowest median rank is the best
     assert "textbf" not in frozen[5] and "underline" not in frozen[5]
 
 
