@@ -98,21 +98,24 @@ def test_proxy_vqa_trial_on_the_tiny_backbone(tmp_path):
     assert [h["step"] for h in record["history"]] == [1, 2] and "val_accuracy" in record["history"][0]
 
 
-def test_clip_questions_follow_the_motion():
+def test_clip_questions_follow_the_colour_changes():
     from suites.proxy import clips
 
     rng = np.random.default_rng(1)
+    kinds = set()
     for _ in range(100):
         clip = clips.sample_clip_group(rng, int(rng.integers(1, 4)))[0]
-        motion = {m.obj.key: m.motion for m in clip.movers}
+        by_shape = {a.obj.shape: a for a in clip.actors}
         for item in qa.ask_clip(clip, rng, world.Shift(), 4):
-            words = item.question.split()
-            if item.kind == "motion":
-                assert item.answer == qa.MOTION_ANSWERS[motion[tuple(words[3:5])]]
-            elif item.kind == "moving":
-                assert item.answer == ("no" if motion[tuple(words[2:4])] == "still" else "yes")
-            elif item.kind == "moving_count":
-                assert item.answer == str(sum(m != "still" for m in motion.values()))
+            kinds.add(item.kind)
+            shape = next((w for w in item.question.split() if w in by_shape), None)
+            if item.kind == "changing":
+                assert item.answer == ("yes" if by_shape[shape].changes else "no")
+            elif item.kind == "changing_count":
+                assert item.answer == str(sum(a.changes for a in clip.actors))
+            else:  # colour questions only about objects that keep one colour
+                assert not by_shape[shape].changes and item.answer == by_shape[shape].obj.color
+    assert kinds == set(qa.CLIP_KINDS)
 
 
 @pytest.mark.slow
@@ -121,7 +124,7 @@ def test_proxy_msrvttqa_trial_on_the_tiny_backbone(tmp_path):
                      benchmark_options={"train_clips": 8, "val_clips": 2, "test_clips": 4, "n_frames": 3},
                      train={"steps": 2, "batch_size": 4, "warmup": 1, "eval_every": 2})
     record = run_trial(spec)
-    assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_motion" in record["metrics"]
+    assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_changing" in record["metrics"]
 
 
 def test_a_method_with_nothing_to_train_on_vqa_fails_before_training(tmp_path):

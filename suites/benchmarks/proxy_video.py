@@ -1,8 +1,9 @@
-"""Proxy-tier video retrieval: synthetic clips whose captions depend on motion (see ``suites.proxy.clips``).
+"""Proxy-tier video retrieval: synthetic clips whose captions say which objects change colour over time, which
+no single frame shows (see ``suites.proxy.clips``).
 
 ``proxy-msrvtt`` mirrors MSR-VTT (several captions per training clip, one per test clip) and ``proxy-didemo``
 DiDeMo (one paragraph per clip, more objects). Both are shifted from the pretraining scenes: clips instead
-of images, textured backgrounds, more noise, motion captions and unseen synonyms.
+of images, textured backgrounds, more noise, captions of colour changes and unseen synonyms.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ProxyVideoRetrieval(RetrievalBenchmark):
     styles: tuple[str, ...] = ("all", "count", "all", "one", "all")  # caption k of a clip: styles[k % len]
     stored_frames: int = 8  # frames rendered per clip
     n_frames: int = 4  # frames sampled per clip for the model (4 of 8 always show a mover in 3 cells)
-    group: int = 2  # clips per group: the same objects, other motions (consecutive indices)
+    group: int = 2  # clips per group: the same objects, other colour changes (consecutive indices)
     data_seed: int = DATA_SEED
     group_batches: bool = False  # train on batches of whole groups (see GroupBatches)
 
@@ -52,7 +53,7 @@ class GroupBatches(RetrievalObjective):
     """ITC + ITM on batches of whole clip groups (clips g*k .. g*k + g - 1), one random caption per clip.
 
     With random batches a clip's group mates are almost never in its batch, and object identity alone brings
-    the loss down. A group mate in the batch is a negative that only motion tells apart, for ITC and as
+    the loss down. A group mate in the batch is a negative that only several frames tell apart, for ITC and as
     ITM's hard negative.
     """
 
@@ -69,7 +70,7 @@ class GroupBatches(RetrievalObjective):
 
 @lru_cache(maxsize=4)
 def _load(shift, sizes, train_captions, n_objects, styles, stored_frames, seed, group) -> tuple[clips.ClipSplit, ...]:
-    # one caption per evaluation clip: "all" styles only, so it describes every object's motion
+    # one caption per evaluation clip: "all" styles only, so it describes every object
     eval_styles = tuple(s for s in styles if s != "one") or styles
     return tuple(
         clips.make_split(seed + k, n, train_captions if k == 0 else 1, shift, n_objects,
@@ -95,7 +96,8 @@ def proxy_msrvtt(**options) -> ProxyVideoRetrieval:
     defaults = dict(
         name="proxy-msrvtt",
         description="synthetic clips, MSR-VTT-style protocol (5 captions per training clip, 1 per test clip); "
-        "captions name which objects move and along which axis; striped backgrounds, unseen synonyms",
+        "captions say which objects keep their colour and which change between two; striped backgrounds, unseen "
+        "synonyms",
         shift=world.Shift(background="stripes", background_strength=0.5, noise=0.06, synonym_frac=0.2),
     )
     return ProxyVideoRetrieval(**{**defaults, **options})

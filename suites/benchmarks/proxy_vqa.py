@@ -54,7 +54,7 @@ def proxy_vqa(**options) -> ProxyVQA:
 
 @dataclass
 class ProxyVideoQA(VQABenchmark):
-    """MSRVTT-QA's protocol on synthetic twin clips: one answer per question, greedy generation, exact match."""
+    """MSRVTT-QA's protocol on synthetic clip pairs (see suites.proxy.clips): one answer per question, greedy generation, exact match."""
 
     shift: world.Shift = field(default_factory=world.Shift)
     train_clips: int = 800
@@ -80,8 +80,9 @@ def proxy_msrvttqa(**options) -> ProxyVideoQA:
     """Options override the fields of ``ProxyVideoQA`` (sizes, frames, shift)."""
     defaults = dict(
         name="proxy-msrvttqa",
-        description="synthetic twin clips, MSRVTT-QA-style protocol (one answer, greedy generation, exact "
-        "match); questions on how objects move, whether they move, how many move, and colours; striped "
+        description="synthetic clips of objects that keep or change colour, MSRVTT-QA-style protocol (one answer, "
+        "greedy generation, exact match); questions on whether an object changes colour, how many do, and "
+        "colours; striped "
         "backgrounds, new phrasings and synonyms",
         shift=world.Shift(background="stripes", background_strength=0.5, noise=0.06, new_template_frac=0.5,
                           synonym_frac=0.5),

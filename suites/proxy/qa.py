@@ -23,7 +23,7 @@ KINDS = ("color", "shape", "size", "where", "count", "exists", "relation")
 # Words the questions use beyond the captions' vocabulary (the proxy tokenizer grows by these).
 QUESTION_WORDS = ("?", "an", "what", "which", "color", "colour", "does", "have", "shape", "size", "small", "or",
                   "where", "part", "how", "many", "are", "number", "contain", "to", "over", "is", "yes", "no",
-                  *COUNT_ANSWERS, "0", "move", "moving", "way", "still", "horizontally", "vertically")
+                  *COUNT_ANSWERS, "0", "change", "changing")
 ANNOTATORS = 10
 SLIP_P = 0.3  # share of questions where 1-3 of the 10 annotators give another answer of the same kind
 
@@ -195,34 +195,29 @@ def vocabulary() -> list[str]:
 
 # ---------------------------------------------------------------- video QA on the clips of suites.proxy.clips
 
-# How an object moves, in words: the set of cells it covers is all BLIP can see (see suites.proxy.clips).
-MOTION_ANSWERS = {"still": "still", "across": "horizontally", "updown": "vertically"}
-CLIP_KINDS = ("motion", "moving", "moving_count", "color")
+CLIP_KINDS = ("changing", "changing_count", "color")  # the first two need several frames (suites.proxy.clips)
 
 
-def _clip_question(movers, rng: np.random.Generator, new: bool, kind: str) -> QA | None:
-    m = movers[int(rng.integers(len(movers)))]
-    name = _name(m.obj)
-    if kind == "motion":
-        q = f"in which way does the {name} move ?" if new else f"how does the {name} move ?"
-        return QA(q, MOTION_ANSWERS[m.motion], kind)
-    if kind == "moving":
-        q = f"is the {name} moving ?" if new else f"does the {name} move ?"
-        return QA(q, "no" if m.motion == "still" else "yes", kind)
-    if kind == "moving_count":
-        q = "what is the number of moving objects ?" if new else "how many objects move ?"
-        return QA(q, str(sum(x.motion != "still" for x in movers)), kind)
-    return _color([x.obj for x in movers], rng, new, None)
+def _clip_question(actors, rng: np.random.Generator, new: bool, kind: str) -> QA | None:
+    a = actors[int(rng.integers(len(actors)))]
+    shape = a.obj.shape  # shapes differ within a clip, and a changing object has no single colour to name it by
+    if kind == "changing":
+        q = f"is the {shape} changing color ?" if new else f"does the {shape} change color ?"
+        return QA(q, "yes" if a.changes else "no", kind)
+    if kind == "changing_count":
+        q = "what is the number of objects changing color ?" if new else "how many objects change color ?"
+        return QA(q, str(sum(x.changes for x in actors)), kind)
+    return _color([x.obj for x in actors if not x.changes], rng, new, None)  # one colour only if it keeps it
 
 
 def ask_clip(clip, rng: np.random.Generator, shift: world.Shift, n: int) -> list[QA]:
-    """n distinct questions about a clip; most need motion, which no single frame shows."""
+    """n distinct questions about a clip; most need the colour changes, which no single frame shows."""
     out: list[QA] = []
     for _ in range(8 * n):
         if len(out) == n:
             break
         kind = CLIP_KINDS[int(rng.integers(len(CLIP_KINDS)))]
-        item = _clip_question(clip.movers, rng, rng.random() < shift.new_template_frac, kind)
+        item = _clip_question(clip.actors, rng, rng.random() < shift.new_template_frac, kind)
         if item is None:
             continue
         item = QA(_synonyms(item.question, rng, shift.synonym_frac), item.answer, item.kind)
@@ -233,7 +228,7 @@ def ask_clip(clip, rng: np.random.Generator, shift: world.Shift, n: int) -> list
 
 def make_clip_qa_split(seed: int, n_clips: int, questions_per_clip: int, shift: world.Shift,
                        n_objects: tuple[int, ...] = (1, 2, 3), n_frames: int = 8, image_size: int = 48) -> QASplit:
-    """MSRVTT-QA-style split over twin clips (same objects, other motions): one answer per question."""
+    """MSRVTT-QA-style split over clip pairs (the same objects, other colour changes): one answer per question."""
     from suites.proxy import clips
 
     clip_rng, pixel_rng, text_rng = np.random.default_rng(seed).spawn(3)
