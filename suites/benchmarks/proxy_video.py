@@ -33,7 +33,7 @@ class ProxyVideoRetrieval(RetrievalBenchmark):
     styles: tuple[str, ...] = ("all", "count", "all", "one", "all")  # caption k of a clip: styles[k % len]
     stored_frames: int = 8  # frames rendered per clip
     n_frames: int = 4  # frames sampled per clip for the model (4 of 8 always show a mover in 3 cells)
-    group: int = 2  # clips per group: the same objects, other colour changes (consecutive indices)
+    group: int = 3  # clips per group: the same objects, other colour changes (consecutive indices)
     data_seed: int = DATA_SEED
     group_batches: bool = False  # train on batches of whole groups (see GroupBatches)
 

@@ -40,8 +40,9 @@ class QAPretrainConfig:
         steps=600, batch_size=32, lr=5e-4, warmup=30, eval_every=100, k_test=8))
 
     def key(self) -> str:
+        # the grown vocabulary is part of the key: clip questions add words the pretraining never asks
         blob = json.dumps({"world": WORLD_VERSION, "qa": QA_VERSION, "retrieval": self.retrieval.key(),
-                           **dataclasses.asdict(self)}, sort_keys=True)
+                           "vocabulary": qa.vocabulary(), **dataclasses.asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
