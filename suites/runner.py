@@ -15,46 +15,96 @@ import os
 import time
 from pathlib import Path
 
-from suites.trial import TrialSpec, run_trial
+from suites.trial import TrialSpec, run_trial, validation_score
 
 
 def _trainable(config: dict) -> None:
     from ray import tune
 
-    record = run_trial(TrialSpec(**config["spec"]))
+    spec = TrialSpec(**config["spec"])
+    steps = spec.train_config().steps
+
+    def progress(row: dict, score: float) -> None:
+        # Intermediate results (no "record") for an early-stopping scheduler. The last evaluation point
+        # travels with the record instead: a scheduler stops any trial that reports step >= max_t.
+        if row["step"] < steps:
+            tune.report({"step": row["step"], "val_score": score, "progress": json.dumps(row)})
+
+    record = run_trial(spec, on_validation=progress)
     primary = record["metrics"].get(record["primary_metric"], float("nan"))
-    tune.report({"primary": primary, "record": json.dumps(record, default=str)})
+    step = record["history"][-1]["step"] if record["history"] else 0
+    tune.report({"step": step, "val_score": record["val_score"], "primary": primary,
+                 "record": json.dumps(record, default=str)})
 
 
-def _callback(tracker, parent_id: str, records: list, failures: list, total: int):
+class SuiteResult(tuple):
+    """``records, failures = run_suite(...)`` as before; ``.stopped`` holds the trials an early-stopping
+    scheduler stopped (logged as stopped, not ranked): {"name", "row", "step", "val_score", "run_id", ...}."""
+
+    stopped: list[dict]
+
+    def __new__(cls, records: list[dict], failures: list[dict], stopped: list[dict]):
+        result = super().__new__(cls, (records, failures))
+        result.stopped = stopped
+        return result
+
+
+def _callback(tracker, parent_id: str, records: list, failures: list, stopped: list, total: int,
+              scheduler: str = ""):
     from ray.tune import Callback
 
     class LogToMlflow(Callback):
-        """Driver-side: log each trial the moment it reports or fails (one writer for the store)."""
+        """Driver-side: log each trial the moment it reports, fails or is stopped (one writer for the store)."""
 
         def __init__(self):
             super().__init__()
             self.started: dict[str, float] = {}  # trial id -> when Ray started it (driver clock)
+            self.progress: dict[str, list[dict]] = {}  # trial id -> its intermediate results so far
+            self.logged: set[str] = set()  # trial ids whose final record is logged
+
+        def _done(self) -> str:
+            return f"[{len(records) + len(failures) + len(stopped)}/{total}]"
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started[trial.trial_id] = time.perf_counter()
+            self.progress[trial.trial_id] = []
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            if "record" in result:
-                record = json.loads(result["record"])
-                record["run_id"] = tracker.log_trial(parent_id, record)
-                # what Ray and MLflow add to the trial's own work: worker start-up, transfer and logging
-                overhead = time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter()) \
-                    - record["wall_time_s"]
-                record["orchestration_overhead_s"] = overhead
-                tracker.log_metric(record["run_id"], "orchestration_overhead_s", overhead)
-                records.append(record)
-                done = len(records) + len(failures)
-                primary = record["metrics"].get(record["primary_metric"], float("nan"))
-                print(f"[{done}/{total}] {record['name']}: {record['primary_metric']} {primary:.1f} "
-                      f"({record['wall_time_s']:.0f} s)", flush=True)
+            if "record" not in result:
+                self.progress.setdefault(trial.trial_id, []).append(json.loads(result["progress"]))
+                return
+            self.logged.add(trial.trial_id)
+            record = json.loads(result["record"])
+            record["run_id"] = tracker.log_trial(parent_id, record)
+            # what Ray and MLflow add to the trial's own work: worker start-up, transfer and logging
+            overhead = time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter()) \
+                - record["wall_time_s"]
+            record["orchestration_overhead_s"] = overhead
+            tracker.log_metric(record["run_id"], "orchestration_overhead_s", overhead)
+            records.append(record)
+            primary = record["metrics"].get(record["primary_metric"], float("nan"))
+            print(f"{self._done()} {record['name']}: {record['primary_metric']} {primary:.1f} "
+                  f"({record['wall_time_s']:.0f} s)", flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            # Ray calls this for a trial that returned and for one a scheduler stopped (status TERMINATED
+            # either way); only the latter has not reported its record.
+            if trial.trial_id in self.logged:
+                return
+            spec = TrialSpec(**trial.config["spec"])
+            history = self.progress.pop(trial.trial_id, [])
+            last = history[-1] if history else {}
+            entry = {"spec": trial.config["spec"], "name": spec.name, "row": spec.row, "history": history,
+                     "stopped_early": scheduler or "scheduler", "step": int(last.get("step", 0)),
+                     "val_score": validation_score(history),
+                     "wall_time_s": time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter())}
+            entry["run_id"] = tracker.log_stopped(parent_id, entry)
+            stopped.append(entry)
+            print(f"{self._done()} STOPPED {spec.name} by {entry['stopped_early']} at step {entry['step']} "
+                  f"(validation score {entry['val_score']:.1f})", flush=True)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
+            self.progress[trial.trial_id] = []
             reason = (_read_error(trial).strip().splitlines() or ["unknown error"])[-1]
             print(f"retrying {TrialSpec(**trial.config['spec']).name} after: {reason}", flush=True)
 
@@ -65,7 +115,7 @@ def _callback(tracker, parent_id: str, records: list, failures: list, total: int
                        "reason": error.strip().splitlines()[-1] if error.strip() else "unknown error"}
             tracker.log_failure(parent_id, failure)
             failures.append(failure)
-            print(f"[{len(records) + len(failures)}/{total}] FAILED {spec.name}: {failure['reason']}", flush=True)
+            print(f"{self._done()} FAILED {spec.name}: {failure['reason']}", flush=True)
 
     return LogToMlflow()
 
@@ -79,30 +129,39 @@ def _print_overhead(records: list[dict]) -> None:
               f"the trials' own time ({len(timed)} trials)", flush=True)
 
 
-def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], list[TrialSpec]]:
-    """-> (records of the trials the suite run already finished, specs still to run).
+def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], list[dict], list[TrialSpec]]:
+    """-> (records of the trials the suite run already finished, trials it stopped early, specs still to run).
 
-    Runs of requested trials that a killed driver left RUNNING, or that failed, are deleted (softly) before
-    the trial reruns; runs of trials this command does not request are left alone. A finished
-    trial whose spec changed since is an error: resuming means rerunning the same command.
+    A trial stopped early by a scheduler is done, like a finished one: its run is kept and it is not rerun
+    (the scheduler's decision stands; the trials still to run are compared among themselves). Runs of
+    requested trials that a killed driver left RUNNING, or that failed, are deleted (softly) before the
+    trial reruns; runs of trials this command does not request are left alone. A finished or stopped trial
+    whose spec changed since is an error: resuming means rerunning the same command.
     """
     from suites.tracking import spec_hash
 
     wanted = {s.name: spec_hash(dataclasses.asdict(s)) for s in specs}
     done: dict[str, str] = {}
+    stopped: list[dict] = []
     for run in tracker.trial_runs(parent):
         trial = run.info.run_name
         if trial not in wanted:  # a trial of this suite that this command does not ask for: left as it is
             continue
-        if run.info.status != "FINISHED":
+        early = run.info.status == "KILLED" and run.data.tags.get("stopped_early")
+        if run.info.status != "FINISHED" and not early:
             tracker.delete_run(run.info.run_id)
         elif run.data.tags.get("spec_hash") != wanted[trial]:
             raise ValueError(f"cannot resume: trial {trial} finished with a different spec (changed options, steps "
                              "or seeds?); rerun the original command with --resume, or start a new suite without it")
+        elif early:
+            stopped.append({"name": trial, "row": run.data.tags.get("method", ""), "run_id": run.info.run_id,
+                            "stopped_early": early, "step": int(run.data.metrics.get("stopped_at_step", 0)),
+                            "val_score": run.data.metrics.get("val_score", float("nan"))})
         else:
             done[trial] = run.info.run_id
     records = [tracker.record_of(run_id) for run_id in done.values()]
-    return records, [s for s in specs if s.name not in done]
+    kept = set(done) | {s["name"] for s in stopped}
+    return records, stopped, [s for s in specs if s.name not in kept]
 
 
 def _read_error(trial) -> str:
@@ -123,8 +182,10 @@ def run_suite(
     max_concurrent: int = 0,
     retries: int = 0,
     resume: bool = False,
-) -> tuple[list[dict], list[dict]]:
-    """Run all trials; returns (records of finished trials, failures)."""
+    scheduler=None,
+) -> SuiteResult:
+    """Run all trials; returns (records of finished trials, failures), and in ``.stopped`` the trials that
+    ``scheduler`` (a ``suites.experiments.Scheduler``, e.g. ASHA; default none) stopped early."""
     import ray
     from ray import tune
 
@@ -136,15 +197,17 @@ def run_suite(
     parent = tracker.latest_suite(name) if resume else None
     records: list[dict] = []
     failures: list[dict] = []
+    stopped: list[dict] = []
     if parent is None:
         parent = tracker.start_suite(name, {"trials": str(len(specs))})
     else:
-        records, specs = _resume(tracker, parent, specs)
+        records, stopped, specs = _resume(tracker, parent, specs)
         tracker.reopen_suite(parent)
-        print(f"resuming suite {name}: {len(records)} trials already finished, {len(specs)} to run", flush=True)
+        print(f"resuming suite {name}: {len(records)} trials already finished, {len(stopped)} stopped early, "
+              f"{len(specs)} to run", flush=True)
     if not specs:
         tracker.end_suite(parent)
-        return records, failures
+        return SuiteResult(records, failures, stopped)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our record is a string, not a scalar
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
@@ -159,10 +222,12 @@ def run_suite(
     tuner = tune.Tuner(
         trainable,
         param_space={"spec": tune.grid_search(space)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or None, reuse_actors=False),
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or None, reuse_actors=False,
+                                    scheduler=_tune_scheduler(scheduler, specs)),
         run_config=tune.RunConfig(
             name=name, storage_path=str(output_dir / "ray"), verbose=0,
-            callbacks=[_callback(tracker, parent, records, failures, len(specs))],
+            callbacks=[_callback(tracker, parent, records, failures, stopped, len(specs),
+                                 scheduler.name if scheduler else "")],
             failure_config=tune.FailureConfig(max_failures=retries, fail_fast=False),
         ),
     )
@@ -172,6 +237,8 @@ def run_suite(
     try:
         tuner.fit()
         _print_overhead(records)
+        for entry in stopped:
+            print(f"stopped early, not ranked: {entry['name']} at step {entry['step']}", flush=True)
     except BaseException:
         status = "KILLED"
         raise
@@ -179,4 +246,18 @@ def run_suite(
         if records:
             tracker.log_ranking(parent, records)
         tracker.end_suite(parent, status if not failures else "FAILED")
-    return records, failures
+    return SuiteResult(records, failures, stopped)
+
+
+def _tune_scheduler(scheduler, specs: list[TrialSpec]):
+    """Ray Tune's scheduler for a ``suites.experiments.Scheduler`` (None: FIFO). Time is optimizer steps
+    (the trials report ``step``); the metric is the validation score, higher is better."""
+    if scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    configs = [s.train_config() for s in specs]
+    max_t = scheduler.max_t or max(c.steps for c in configs)
+    grace = min(scheduler.grace_period or min(c.eval_every for c in configs), max_t)
+    return ASHAScheduler(time_attr="step", metric="val_score", mode="max", max_t=max_t, grace_period=grace,
+                         reduction_factor=scheduler.reduction_factor)

@@ -1,7 +1,9 @@
 """MLflow: one parent run per suite, one nested run per trial, written by the driver process only.
 
 Trials return their record to the driver (through Ray Tune), which logs it; a single writer keeps SQLite
-free of "database is locked" errors. ``MLFLOW_TRACKING_URI`` overrides the default sqlite file.
+free of "database is locked" errors. ``MLFLOW_TRACKING_URI`` overrides the default sqlite file. Nothing
+here calls ``mlflow.set_tracking_uri``: it writes ``MLFLOW_TRACKING_URI`` into the process environment, so
+a later suite in the process (or a subprocess) would log to that store.
 """
 
 from __future__ import annotations
@@ -16,10 +18,30 @@ from pathlib import Path
 EXPERIMENT = "aurora-bench"
 
 
+# $MLFLOW_TRACKING_URI as this process found it, before any in-process mlflow.set_tracking_uri
+_ENV_URI_AT_START = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def user_tracking_uri() -> str | None:
+    """$MLFLOW_TRACKING_URI unless ``mlflow.set_tracking_uri`` left it behind in this process.
+
+    ``mlflow.set_tracking_uri(uri)`` (reports, tests, user code) also sets the environment variable, which
+    would send a later suite in the same process to that store instead of its output folder. A value equal
+    to MLflow's in-process tracking URI that was not there when this module was imported is such a
+    leftover: the value the process started with stands instead (None if it had none)."""
+    import sys
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")  # loaded once mlflow is imported
+    if env and env != _ENV_URI_AT_START and env == getattr(utils, "_tracking_uri", None):
+        return _ENV_URI_AT_START
+    return env
+
+
 def tracking_uri(output_dir: str | Path, uri: str | None = None) -> str:
-    """An explicit URI, else $MLFLOW_TRACKING_URI, else sqlite under the output folder (absolute: Ray
-    runs trials in other working directories)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    """An explicit URI, else $MLFLOW_TRACKING_URI set by the user (``user_tracking_uri``), else sqlite under
+    the output folder (absolute: Ray runs trials in other working directories)."""
+    uri = uri or user_tracking_uri()
     if uri:
         return uri
     db = Path(output_dir).expanduser().resolve() / "mlflow.db"
@@ -79,6 +101,21 @@ def spec_hash(spec: dict) -> str:
 
     what = {k: v for k, v in spec.items() if k not in ("output_dir", "threads")}
     return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _trial_tags(parent_id: str, spec: dict, row: str, status: str) -> dict:
+    """The tags every trial run carries, finished, failed or stopped."""
+    return {"mlflow.parentRunId": parent_id, "kind": "trial", "status": status, "method": row,
+            "registry_method": spec["method"], "suite": spec.get("suite", ""), "benchmark": spec["benchmark"],
+            "seed": str(spec["seed"]), "spec_hash": spec_hash(spec), "git_commit": git_commit()}
+
+
+def _curves(history: list[dict], ms: int) -> list:
+    """Per-epoch curves (losses, validation metrics) as MLflow metrics stepped by optimizer step."""
+    from mlflow.entities import Metric
+
+    return [Metric(f"epoch_{k}", float(v), ms, int(row["step"])) for row in history for k, v in row.items()
+            if k != "step"]
 
 
 def _flatten(prefix: str, value, out: dict) -> dict:
@@ -172,12 +209,9 @@ class Tracker:
         end_ms = int(time.time() * 1000)
         start_ms = end_ms - int(record["wall_time_s"] * 1000)
         tags = {
-            "mlflow.parentRunId": parent_id, "kind": "trial", "status": "FINISHED",
-            "method": record["row"], "registry_method": spec["method"],
-            "suite": spec.get("suite", ""), "benchmark": spec["benchmark"], "seed": str(spec["seed"]),
+            **_trial_tags(parent_id, spec, record["row"], "FINISHED"),
             "tier": record["tier"], "task": record["task"], "primary_metric": record["primary_metric"],
-            "backbone": record["backbone"], "hardware": record["hardware"], "git_commit": git_commit(),
-            "spec_hash": spec_hash(spec), **package_versions(),
+            "backbone": record["backbone"], "hardware": record["hardware"], **package_versions(),
         }
         run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record["name"], tags=tags)
         rid = run.info.run_id
@@ -186,9 +220,7 @@ class Tracker:
         metrics = {**record["metrics"], **{f"params_{k}": v for k, v in record["params"].items()},
                    "wall_time_s": record["wall_time_s"], "peak_rss_mb": record["peak_rss_mb"]}
         metrics.update({k: v for k, v in record["train_stats"].items()})
-        batch = [Metric(k, float(v), end_ms, 0) for k, v in metrics.items()]
-        for row in record["history"]:  # per-epoch curves, stepped by optimizer step
-            batch += [Metric(f"epoch_{k}", float(v), end_ms, int(row["step"])) for k, v in row.items() if k != "step"]
+        batch = [Metric(k, float(v), end_ms, 0) for k, v in metrics.items()] + _curves(record["history"], end_ms)
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
             self.client.log_batch(rid, metrics=batch[i : i + 900],
                                   params=[Param(k, str(v)[:500]) for k, v in params.items()] if i == 0 else [])
@@ -203,11 +235,27 @@ class Tracker:
 
     def log_failure(self, parent_id: str, failure: dict) -> str:
         """Log a failed trial ({"spec", "name", "row", "error"}) as a FAILED run with its error."""
-        spec = failure["spec"]
-        tags = {"mlflow.parentRunId": parent_id, "kind": "trial", "status": "FAILED", "method": failure["row"],
-                "registry_method": spec["method"], "suite": spec.get("suite", ""), "benchmark": spec["benchmark"],
-                "seed": str(spec["seed"]), "error": failure["error"][-4000:], "spec_hash": spec_hash(spec),
-                "git_commit": git_commit()}
+        tags = {**_trial_tags(parent_id, failure["spec"], failure["row"], "FAILED"), "error": failure["error"][-4000:]}
         run = self.client.create_run(self.experiment_id, run_name=failure["name"], tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id
+
+    def log_stopped(self, parent_id: str, stopped: dict) -> str:
+        """Log a trial an early-stopping scheduler stopped ({"spec", "name", "row", "history", "step",
+        "val_score", "wall_time_s", "stopped_early"}) as a KILLED run tagged ``stopped_early`` (the
+        scheduler), with its validation curve and last validation score; it has no test metrics and is
+        not ranked."""
+        from mlflow.entities import Metric
+
+        end_ms = int(time.time() * 1000)
+        tags = {**_trial_tags(parent_id, stopped["spec"], stopped["row"], "STOPPED"),
+                "stopped_early": stopped["stopped_early"], "stopped_at_step": str(stopped["step"])}
+        run = self.client.create_run(self.experiment_id, start_time=end_ms - int(stopped["wall_time_s"] * 1000),
+                                     run_name=stopped["name"], tags=tags)
+        rid = run.info.run_id
+        last = {"val_score": stopped["val_score"], "stopped_at_step": stopped["step"],
+                "wall_time_s": stopped["wall_time_s"]}
+        self.client.log_batch(rid, metrics=[Metric(k, float(v), end_ms, 0) for k, v in last.items()]
+                              + _curves(stopped["history"], end_ms))
+        self.client.set_terminated(rid, "KILLED", end_time=end_ms)
+        return rid

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +81,14 @@ def build_trial(spec: TrialSpec):
     return bench, splits, backbone, method
 
 
-def run_trial(spec: TrialSpec) -> dict:
-    """Build, adapt, train and evaluate; return everything the tracker and the reports need."""
+def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | None = None) -> dict:
+    """Build, adapt, train and evaluate; return everything the tracker and the reports need.
+
+    ``on_validation(row, score)`` is called at every evaluation point of the training loop (every
+    ``eval_every`` steps and the last step) with the history row (step, mean losses, ``val_*`` metrics) and
+    the validation score: the first metric the benchmark's ``validate`` returns, higher is better (an early
+    stopping scheduler ranks trials by it). The record's ``val_score`` is the last one (NaN without training).
+    """
     start = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
     bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
@@ -94,6 +102,8 @@ def run_trial(spec: TrialSpec) -> dict:
         def on_epoch(step: int, losses: dict) -> None:
             val = bench.validate(model, backbone, val_data, cfg)
             history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
+            if on_validation is not None:
+                on_validation(history[-1], validation_score(history))
 
         stats = fit(model, backbone, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
                     objective=bench.objective(backbone, cfg))
@@ -111,6 +121,7 @@ def run_trial(spec: TrialSpec) -> dict:
         "backbone": backbone.source,
         "params": report.to_dict(),
         "history": history,
+        "val_score": validation_score(history),
         "metrics": metrics,
         "train_stats": stats,
         "weights": weights,
@@ -118,6 +129,12 @@ def run_trial(spec: TrialSpec) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "hardware": hardware(),
     }
+
+
+def validation_score(history: list[dict]) -> float:
+    """The last validation score of a trial's history (the first ``val_*`` entry of its last row), or NaN."""
+    last = history[-1] if history else {}
+    return next((float(v) for k, v in last.items() if k.startswith("val_")), math.nan)
 
 
 def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:

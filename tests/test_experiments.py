@@ -93,3 +93,23 @@ def test_bad_search_spaces_name_the_problem(search, needle):
 def test_unknown_resource_key_lists_the_valid_ones():
     with pytest.raises(experiments.SpecError, match="valid keys"):
         _parse("benchmarks: [proxy-coco]\nmethods: {lora: {}}\nresources: {cpu: 2}\n")
+
+
+def test_scheduler_section_is_optional_and_validated():
+    assert _parse("benchmarks: [proxy-coco]\nmethods: {lora: {}}\n").scheduler is None
+    sched = _parse("benchmarks: [proxy-coco]\nmethods: {lora: {}}\n"
+                   "scheduler: {name: asha, grace_period: 100, reduction_factor: 2, max_t: 300}\n").scheduler
+    assert (sched.name, sched.grace_period, sched.reduction_factor, sched.max_t) == ("asha", 100, 2, 300)
+
+
+@pytest.mark.parametrize("scheduler, needle", [
+    ("{name: hyperband}", "valid names: asha"),
+    ("{name: asha, grace: 10}", "valid keys"),
+    ("{name: asha, reduction_factor: 1}", "above 1"),
+    ("{name: asha, grace_period: -5}", "whole number of steps"),
+    ("{name: asha, grace_period: 200, max_t: 100}", "exceeds max_t"),
+    ("asha", "must be a mapping"),
+])
+def test_bad_scheduler_names_the_problem(scheduler, needle):
+    with pytest.raises(experiments.SpecError, match=needle):
+        _parse(f"benchmarks: [proxy-coco]\nmethods: {{lora: {{}}}}\nscheduler: {scheduler}\n")

@@ -38,6 +38,23 @@ class MethodEntry:
 
 
 @dataclass
+class Scheduler:
+    """Early stopping (optional). ``asha``: Ray Tune's asynchronous successive halving. Trials report their
+    validation score (the first metric of the benchmark's ``validate``, higher is better) at every evaluation
+    point; at each rung (``grace_period`` x ``reduction_factor``^k optimizer steps, below ``max_t``) a trial
+    below the top 1/``reduction_factor`` of those that reached the rung before it is stopped, and is logged
+    as stopped (MLflow status KILLED, tag ``stopped_early``), not ranked."""
+
+    name: str = "asha"
+    grace_period: int = 0  # steps before a trial can be stopped; 0: the first evaluation point (eval_every)
+    reduction_factor: float = 4
+    max_t: int = 0  # steps; 0: the longest trial's steps
+
+
+SCHEDULERS = ("asha",)
+
+
+@dataclass
 class Experiment:
     name: str
     benchmarks: list[str]
@@ -51,6 +68,7 @@ class Experiment:
     # command-line flags override them.
     resources: dict = field(default_factory=dict)
     search_seed: int = 0  # random search draws its configurations in the driver, so --resume sees the same ones
+    scheduler: Scheduler | None = None  # early stopping, e.g. {name: asha, grace_period: 100}; default: none
 
     def trials(self) -> list[TrialSpec]:
         specs = []
@@ -170,9 +188,31 @@ def parse(raw: dict, source: str) -> Experiment:
                         f"valid keys: {sorted(valid_resources)}")
     for bench in raw.get("benchmarks") or []:
         BENCHMARKS.get(bench)
+    scheduler = _scheduler(source, raw.get("scheduler"))
     if not methods or not raw.get("benchmarks"):
         raise SpecError(f"{source}: needs at least one entry under 'methods' and under 'benchmarks'")
-    return Experiment(**{**raw, "methods": methods, "name": raw.get("name", Path(source).stem)})
+    return Experiment(**{**raw, "methods": methods, "scheduler": scheduler, "name": raw.get("name", Path(source).stem)})
+
+
+def _scheduler(source: str, raw) -> Scheduler | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: scheduler must be a mapping such as {{name: asha, grace_period: 100}}, got {raw!r}")
+    _check_keys(f"{source}: scheduler", raw, Scheduler)
+    sched = Scheduler(**raw)
+    if sched.name not in SCHEDULERS:
+        raise SpecError(f"{source}: scheduler: unknown name {sched.name!r}; valid names: {', '.join(SCHEDULERS)}")
+    for key in ("grace_period", "max_t"):
+        value = getattr(sched, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SpecError(f"{source}: scheduler.{key} must be a whole number of steps (0: the default), got {value!r}")
+    factor = sched.reduction_factor
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 1:
+        raise SpecError(f"{source}: scheduler.reduction_factor must be a number above 1, got {factor!r}")
+    if sched.max_t and sched.grace_period > sched.max_t:
+        raise SpecError(f"{source}: scheduler.grace_period ({sched.grace_period}) exceeds max_t ({sched.max_t})")
+    return sched
 
 
 def load(name_or_path: str) -> Experiment:
