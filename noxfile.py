@@ -52,6 +52,8 @@ def bench(session: nox.Session) -> None:
     """Step time and peak memory per method on the proxy and BLIP-base architectures (CPU, batch 2), then
     their plot beside the JSON (outputs/bench_efficiency.{pdf,png})."""
     _install(session, "reports")
+    if session.posargs[:1] == ["orchestration"]:  # Ray + MLflow overhead, 2 vs 1 concurrent trials
+        return session.run("python", "-m", "suites.bench_orchestration", *session.posargs[1:])
     session.run("python", "-m", "suites.bench", *session.posargs)
     session.run("python", "-m", "reports.plots", _flag(session.posargs, "--output", "outputs/bench.json"))
 
