@@ -62,19 +62,13 @@ def mlflow_server(tmp_path):
 
 
 @pytest.fixture
-def ray_head():
+def ray_head(monkeypatch):
     """A Ray head with its own temp dir, so stopping it touches no other Ray instance on the machine
     (``ray stop`` would stop them all). Token authentication is off for this loopback-only head and its
     driver alike (a real cluster shares its token as Ray's token-auth guide says)."""
     import ray
-    from ray._raylet import Config
 
-    # An earlier local ray.init() in this process may have turned token mode on (Ray 2.60's default for local
-    # clusters), and Ray's in-process config cache keeps the mode: set it and re-read it (as Ray does when it
-    # switches modes), and put both back afterwards for the suites that follow.
-    before = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    Config.initialize("")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths have a length limit
     port = _free_port()
     subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp}",
@@ -92,11 +86,6 @@ def ray_head():
         else:
             subprocess.run(["pkill", "-9", "-f", temp], check=False)
         shutil.rmtree(temp, ignore_errors=True)
-        if before is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = before
-        Config.initialize("")
 
 
 def test_suite_on_a_ray_head_and_an_mlflow_server(tmp_path, mlflow_server, ray_head):
