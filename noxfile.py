@@ -41,8 +41,8 @@ def suite(session: nox.Session) -> None:
 
 @nox.session
 def ablation(session: nox.Session) -> None:
-    """Aurora's ablations on the proxy tier (ICE, GQT, core, rank), then the ablation LaTeX table."""
-    _install(session)
+    """Aurora's ablations on the proxy tier (ICE, GQT, core, rank), then the ablation LaTeX tables and plots."""
+    _install(session, "reports")
     session.run("aurora-bench", "suite", "ablation", *session.posargs)
     session.run("aurora-bench", "report")
 

@@ -23,11 +23,7 @@ def frame_from_records(records: list[dict]) -> pd.DataFrame:
 
 def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.DataFrame:
     """Finished trial runs of an experiment; for repeated (benchmark, method, seed), the newest run."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    runs = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.kind = 'trial'",
-                              output_format="pandas")
+    runs = _trial_runs(tracking_uri, experiment)
     if runs.empty:
         return pd.DataFrame()
     runs = runs[runs["status"] == "FINISHED"].sort_values("start_time")
@@ -44,6 +40,26 @@ def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.D
         elif col.startswith("params.method."):  # the method's options, as logged (strings: "True", "8")
             frame["option." + col.removeprefix("params.method.")] = runs[col]
     return frame.drop_duplicates(["suite", "benchmark", "method", "seed"], keep="last").reset_index(drop=True)
+
+
+def _trial_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
+    """The trial runs in ``mlflow.search_runs``'s pandas layout, read through a client of ``tracking_uri``
+    (``mlflow.set_tracking_uri`` would leave MLFLOW_TRACKING_URI set for the rest of the process)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    rows, token = [], None
+    while found is not None:
+        page = client.search_runs([found.experiment_id], "tags.kind = 'trial'", page_token=token)
+        rows += [{"status": run.info.status, "start_time": run.info.start_time,
+                  **{f"tags.{k}": v for k, v in run.data.tags.items()},
+                  **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+                  **{f"params.{k}": v for k, v in run.data.params.items()}} for run in page]
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
 
 
 def summarize(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

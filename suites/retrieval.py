@@ -241,7 +241,9 @@ def evaluate(
     ITM logit + ``itc_weight`` * ITC cosine (BLIP: 1; Aurora's configs name it beta).
 
     Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``; video
-    data adds the median ranks (``*_r_mdr``). Beyond the top-k, ITM ranks are pessimistic (all tied at -inf).
+    data adds the median ranks (``*_r_mdr``). Beyond a query's top-k the ITC order continues below the
+    re-ranked candidates (BLIP leaves them tied at -100), so recall at ranks past k and the median rank stay
+    defined.
     """
     was_training = model.training
     model.eval()
@@ -259,11 +261,12 @@ def evaluate(
         need_t2i.scatter_(0, sims_t.topk(min(k_test, n_img), dim=0).indices, True)
         # the two candidate sets overlap heavily: score each (image, caption) pair once
         img_idx, txt_idx = (need_i2t | need_t2i).nonzero(as_tuple=True)
-        rerank = torch.full_like(sims_t, -torch.inf)  # outside the top-k: -inf (BLIP uses -100)
+        rerank = torch.zeros_like(sims_t, dtype=torch.float64)
         itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx, backbone.enc_token_id)
-        rerank[img_idx, txt_idx] = itm_logit + itc_weight * sims_t[img_idx, txt_idx]
-        i2t = torch.where(need_i2t, rerank, -torch.inf)
-        t2i = torch.where(need_t2i, rerank, -torch.inf)
+        rerank[img_idx, txt_idx] = (itm_logit + itc_weight * sims_t[img_idx, txt_idx]).double()
+        below = sims_t.double() - 1e6  # (n_img, n_txt) the ITC order, under every re-ranked score
+        i2t = torch.where(need_i2t, rerank, below)
+        t2i = torch.where(need_t2i, rerank, below)
         itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy(), median_rank=video)
         out.update({f"itm_{k}": v for k, v in itm_metrics.items()})
     model.train(was_training)

@@ -90,3 +90,12 @@ def test_median_rank_by_hand():
     out = retrieval_recall(sims, np.arange(n), median_rank=True)
     assert out["img_r_mdr"] == 3.0
     assert "txt_r_mdr" not in retrieval_recall(sims, np.arange(n))  # image retrieval keys unchanged
+
+
+def test_itm_ranks_past_the_top_k_follow_itc(tiny):
+    """With k_test = 1 ITM re-ranks a single candidate per query, so every rank, the median included, is ITC's
+    (ranks past k used to count as misses: R@5 fell to R@1 and the median rank to the worst)."""
+    data = VideoRetrievalData(_clips(12), [f"clip number {i}" for i in range(12)], np.arange(12), n_frames=2)
+    out = evaluate(tiny.model, tiny, data, k_test=1)
+    for key in ("txt_r5", "img_r10", "txt_r_mdr", "img_r_mdr", "r_mean"):
+        assert out[f"itm_{key}"] == pytest.approx(out[f"itc_{key}"]), key
