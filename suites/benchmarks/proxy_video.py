@@ -57,7 +57,7 @@ class GroupBatches(RetrievalObjective):
     ITM's hard negative.
     """
 
-    group: int = 2
+    group: int  # clips per group, the benchmark's
 
     def batches(self, data: VideoRetrievalData, batch_size: int, rng: np.random.Generator):
         first = np.searchsorted(data.txt2img, np.arange(data.n_images))  # each clip's first caption
