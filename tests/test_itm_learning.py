@@ -20,3 +20,18 @@ def test_itm_loss_falls_well_below_the_prior():
     _, info = pretrain(cfg, progress=False)
     assert abs(PRIOR - 0.6365) < 1e-3
     assert info["itm_loss"] < PRIOR - 0.1, info["itm_loss"]
+
+
+def test_a_none_setting_leaves_the_backbone_cache_key_unchanged():
+    # A setting added later with a None default ("as before") must not orphan every cached proxy backbone.
+    from dataclasses import dataclass, make_dataclass
+
+    from suites.proxy.pretrain import cache_key, settings
+
+    @dataclass
+    class Old:
+        steps: int = 3
+
+    New = make_dataclass("New", [("steps", int, 3), ("later", float | None, None)])
+    assert settings(New()) == settings(Old()) == {"steps": 3}
+    assert cache_key(settings(New(later=0.5))) != cache_key(settings(Old()))

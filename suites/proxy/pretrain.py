@@ -54,8 +54,23 @@ class PretrainConfig:
     temp_init: float = 0.07
 
     def key(self) -> str:
-        blob = json.dumps({"world": WORLD_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return cache_key({"world": WORLD_VERSION, **settings(self)})
+
+
+def settings(config) -> dict:
+    """A config dataclass as a dict without its None fields: a setting added later whose None default means
+    "as before" leaves the cache key of every existing configuration unchanged."""
+
+    def prune(value):
+        if isinstance(value, dict):
+            return {k: prune(v) for k, v in value.items() if v is not None}
+        return value
+
+    return prune(dataclasses.asdict(config))
+
+
+def cache_key(blob: dict) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def split_data(split: world.Split) -> RetrievalData:

@@ -11,9 +11,6 @@ the retrieval recipe it grows from.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +18,15 @@ from pathlib import Path
 from suites.backbones import Backbone, from_config
 from suites.benchmarks import VQAObjective
 from suites.proxy import qa, world
-from suites.proxy.pretrain import WORLD_VERSION, PretrainConfig, cache_root, cached_backbone, load_or_pretrain
+from suites.proxy.pretrain import (
+    WORLD_VERSION,
+    PretrainConfig,
+    cache_key,
+    cache_root,
+    cached_backbone,
+    load_or_pretrain,
+    settings,
+)
 from suites.proxy.tokenizer import WordTokenizer
 from suites.train import TrainConfig, fit
 from suites.vqa import evaluate
@@ -41,9 +46,8 @@ class QAPretrainConfig:
 
     def key(self) -> str:
         # the grown vocabulary is part of the key: clip questions add words the pretraining never asks
-        blob = json.dumps({"world": WORLD_VERSION, "qa": QA_VERSION, "retrieval": self.retrieval.key(),
-                           "vocabulary": qa.vocabulary(), **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return cache_key({"world": WORLD_VERSION, "qa": QA_VERSION, "retrieval": self.retrieval.key(),
+                          "vocabulary": qa.vocabulary(), **settings(self)})
 
 
 def grow(retrieval: Backbone, seed: int = 0) -> Backbone:
