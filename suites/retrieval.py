@@ -235,10 +235,12 @@ def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id, 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, itm: bool = True, itc_weight: float = 1.0
+    model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, itm: bool = True,
+    itc_weight: float | None = None,
 ) -> dict:
     """ITC-only recall, and BLIP's protocol: the ITC top-k of each query re-ranked by
-    ITM logit + ``itc_weight`` * ITC cosine (BLIP: 1; Aurora's configs name it beta).
+    ITM logit + ``itc_weight`` * ITC cosine. BLIP: 1 (Aurora: 1 for video, 0 for images); None: 1 /
+    ``backbone.temp``, the ITC logit at the backbone's temperature.
 
     Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``; video
     data adds the median ranks (``*_r_mdr``). Beyond a query's top-k the ITC order continues below the
@@ -263,8 +265,10 @@ def evaluate(
         img_idx, txt_idx = (need_i2t | need_t2i).nonzero(as_tuple=True)
         rerank = torch.zeros_like(sims_t, dtype=torch.float64)
         itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx, backbone.enc_token_id)
+        itc_weight = 1.0 / backbone.temp if itc_weight is None else itc_weight
         rerank[img_idx, txt_idx] = (itm_logit + itc_weight * sims_t[img_idx, txt_idx]).double()
-        below = sims_t.double() - 1e6  # (n_img, n_txt) the ITC order, under every re-ranked score
+        # (n_img, n_txt) the ITC order, shifted under every re-ranked score whatever the weights' scale
+        below = sims_t.double() - sims_t.max() + rerank[img_idx, txt_idx].min() - 1
         i2t = torch.where(need_i2t, rerank, below)
         t2i = torch.where(need_t2i, rerank, below)
         itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy(), median_rank=video)

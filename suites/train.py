@@ -29,7 +29,10 @@ class TrainConfig:
     # retrieval: ITM re-ranks each query's ITC top-k at evaluation; VQA: the answers with the k most likely
     # first tokens are ranked by their full likelihood (BLIP's k_test)
     k_test: int = 16
-    rerank_itc_weight: float = 1.0  # re-ranking score = ITM logit + this * ITC cosine (BLIP: 1)
+    # Re-ranking score = ITM logit + w * ITC cosine. None: w = 1 / the backbone's ITC temperature, so both terms
+    # are logits and re-ranking weighs ITC's evidence with ITM's. BLIP's w = 1 makes ITC a tie-break: on the
+    # proxy tier that lets a weakly adapted ITM undo a better ITC order (issue 9; README, "What the loop does").
+    rerank_itc_weight: float | None = None
     loss: LossSettings = field(default_factory=LossSettings)  # retrieval's ITC/ITM settings
 
 

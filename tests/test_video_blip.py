@@ -99,3 +99,14 @@ def test_itm_ranks_past_the_top_k_follow_itc(tiny):
     out = evaluate(tiny.model, tiny, data, k_test=1)
     for key in ("txt_r5", "img_r10", "txt_r_mdr", "img_r_mdr", "r_mean"):
         assert out[f"itm_{key}"] == pytest.approx(out[f"itc_{key}"]), key
+
+
+def test_rerank_weighs_itc_as_a_logit_by_default(tiny):
+    """The default re-ranking score is ITM logit + ITC cosine / temperature; a huge ITC weight leaves ITC's order."""
+    data = VideoRetrievalData(_clips(12), [f"clip number {i}" for i in range(12)], np.arange(12), n_frames=2)
+    default = evaluate(tiny.model, tiny, data, k_test=4)
+    as_logit = evaluate(tiny.model, tiny, data, k_test=4, itc_weight=1 / tiny.temp)
+    itc_only = evaluate(tiny.model, tiny, data, k_test=4, itc_weight=1e9)
+    for key in ("txt_r1", "img_r1", "r_mean", "img_r_mdr"):
+        assert default[f"itm_{key}"] == pytest.approx(as_logit[f"itm_{key}"]), key
+        assert itc_only[f"itm_{key}"] == pytest.approx(itc_only[f"itc_{key}"]), key
