@@ -33,9 +33,18 @@ def caption(spec: TableSpec, trials: pd.DataFrame, suite: str, tier: str, report
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     hardware = "; ".join(sorted(trials["hardware"].dropna().unique()))
     apart = " among reproduced rows; reported rows are published numbers, not rerun" if reported else ""
+    score = f" {rerank_score(trials)}" if spec.reranked else ""
     return (f"{spec.title}. {tier.capitalize()} tier, suite {suite or 'unnamed'}. Mean ± std over {n} seeds; "
-            f"best per column in bold, second underlined{apart}. Params: method-trainable parameters. "
+            f"best per column in bold, second underlined{apart}. Params: method-trainable parameters.{score} "
             f"Hardware: {hardware or 'not recorded'}.")
+
+
+def rerank_score(trials: pd.DataFrame) -> str:
+    """The re-ranking score the trials used (``rerank_itc_weight``: None is ITC's logit scale, 1/τ)."""
+    weights = sorted({str(w) for w in trials.get("rerank_itc_weight", pd.Series(dtype=object)).dropna()})
+    texts = ["ITM logit + ITC cosine/τ" if w in ("None", "") else f"ITM logit + {float(w):g} · ITC cosine"
+             for w in weights]
+    return f"Re-ranking score: {'; '.join(texts)}." if texts else "Re-ranking score not recorded."
 
 
 def grid_for(spec: TableSpec, trials: pd.DataFrame, reported: pd.DataFrame, suite: str, tier: str) -> Grid | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from reports.grid import Cell, Column, Grid, Row
 
-_TEX_ESCAPES = {"±": r"$\pm$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+_TEX_ESCAPES = {"±": r"$\pm$", "τ": r"$\tau$", "·": r"$\cdot$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 

@@ -17,7 +17,8 @@ def frame_from_records(records: list[dict]) -> pd.DataFrame:
                      "suite": spec.get("suite", ""), "seed": int(spec["seed"]),
                      "tier": r["tier"], "hardware": r["hardware"], "primary_metric": r["primary_metric"],
                      **r["metrics"], **{f"params_{k}": v for k, v in r["params"].items()},
-                     "itm_loss": r["train_stats"].get("itm_loss", np.nan), "wall_time_s": r["wall_time_s"]})
+                     "itm_loss": r["train_stats"].get("itm_loss", np.nan), "wall_time_s": r["wall_time_s"],
+                     "rerank_itc_weight": str(r.get("train_config", {}).get("rerank_itc_weight"))})
     return pd.DataFrame(rows)
 
 
@@ -34,6 +35,7 @@ def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.D
     })
     for tag in ("task", "registry_method"):
         frame[tag] = runs.get(f"tags.{tag}")
+    frame["rerank_itc_weight"] = runs.get("params.train.rerank_itc_weight")  # as logged: "None", "1.0"
     for col in runs.columns:
         if col.startswith("metrics.") and not col.startswith("metrics.epoch_"):
             frame[col.removeprefix("metrics.")] = runs[col].astype(float)
