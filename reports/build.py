@@ -42,7 +42,7 @@ def caption(spec: TableSpec, trials: pd.DataFrame, suite: str, tier: str, report
 def rerank_score(trials: pd.DataFrame) -> str:
     """The re-ranking score the trials used (``rerank_itc_weight``: None is ITC's logit scale, 1/τ)."""
     weights = sorted({str(w) for w in trials.get("rerank_itc_weight", pd.Series(dtype=object)).dropna()})
-    texts = ["ITM logit + ITC cosine/τ" if w in ("None", "") else f"ITM logit + {float(w):g} · ITC cosine"
+    texts = ["ITM logit + ITC cosine/τ" if w == "None" else f"ITM logit + {float(w):g} · ITC cosine"
              for w in weights]
     return f"Re-ranking score: {'; '.join(texts)}." if texts else "Re-ranking score not recorded."
 
