@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from reports.grid import Cell, Column, Grid, Row
 
-_TEX_ESCAPES = {"±": r"$\pm$", "τ": r"$\tau$", "·": r"$\cdot$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_ESCAPES = {"±": r"$\pm$", "τ": r"$\tau$", "·": r"$\cdot$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%",
+                "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}"}
 
 
 def tex(text) -> str:

@@ -92,10 +92,14 @@ def test_median_rank_by_hand():
     assert "txt_r_mdr" not in retrieval_recall(sims, np.arange(n))  # image retrieval keys unchanged
 
 
+def _numbered_clips(n=12):
+    return VideoRetrievalData(_clips(n), [f"clip number {i}" for i in range(n)], np.arange(n), n_frames=2)
+
+
 def test_itm_ranks_past_the_top_k_follow_itc(tiny):
     """With k_test = 1 ITM re-ranks a single candidate per query, so every rank, the median included, is ITC's
     (ranks past k used to count as misses: R@5 fell to R@1 and the median rank to the worst)."""
-    data = VideoRetrievalData(_clips(12), [f"clip number {i}" for i in range(12)], np.arange(12), n_frames=2)
+    data = _numbered_clips()
     out = evaluate(tiny.model, tiny, data, k_test=1)
     for key in ("txt_r5", "img_r10", "txt_r_mdr", "img_r_mdr", "r_mean"):
         assert out[f"itm_{key}"] == pytest.approx(out[f"itc_{key}"]), key
@@ -103,7 +107,7 @@ def test_itm_ranks_past_the_top_k_follow_itc(tiny):
 
 def test_rerank_weighs_itc_as_a_logit_by_default(tiny):
     """The default re-ranking score is ITM logit + ITC cosine / temperature; a huge ITC weight leaves ITC's order."""
-    data = VideoRetrievalData(_clips(12), [f"clip number {i}" for i in range(12)], np.arange(12), n_frames=2)
+    data = _numbered_clips()
     default = evaluate(tiny.model, tiny, data, k_test=4)
     as_logit = evaluate(tiny.model, tiny, data, k_test=4, itc_weight=1 / tiny.temp)
     itc_only = evaluate(tiny.model, tiny, data, k_test=4, itc_weight=1e9)
