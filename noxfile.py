@@ -53,8 +53,8 @@ def bench(session: nox.Session) -> None:
     their plot beside the JSON (outputs/bench_efficiency.{pdf,png})."""
     _install(session, "reports")
     if session.posargs[:1] == ["orchestration"]:  # Ray + MLflow overhead, 2 vs 1 concurrent trials
-        return session.run("python", "-m", "suites.bench_orchestration", *session.posargs[1:])
-    session.run("python", "-m", "suites.bench", *session.posargs)
+        return session.run("python", "-m", "suites.perf.orchestration", *session.posargs[1:])
+    session.run("python", "-m", "suites.perf.step", *session.posargs)
     session.run("python", "-m", "reports.plots", _flag(session.posargs, "--output", "outputs/bench.json"))
 
 

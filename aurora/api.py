@@ -8,11 +8,10 @@ what trains. The harness (``param_report``), never the method, counts parameters
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
 from aurora.registry import METHODS, UnknownNameError
@@ -63,13 +62,13 @@ class Method:
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after every optimizer step (schedule-driven methods)."""
 
-    def itm_features(self, fused_cls: torch.Tensor, text_cls: torch.Tensor, n_pos: int) -> torch.Tensor:
-        """Transform the ITM [CLS] states of a training batch before the ITM head.
+    def task_hooks(self) -> dict[str, Callable]:
+        """Named hooks a task's training objective calls, if it defines that name: {name: callable}.
 
-        fused_cls: (P, d) image-grounded [CLS] states, the first ``n_pos`` rows are positive pairs;
-        text_cls: (B, d) unimodal text [CLS] states of the batch's captions.
+        The loop hands these to the objective (never the method itself); a task documents the names it
+        calls and their arguments, and ignores the rest. Default: none.
         """
-        return fused_cls
+        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

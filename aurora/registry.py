@@ -1,6 +1,7 @@
-"""One generic registry for methods, benchmarks and backbones.
+"""One generic registry class for methods, benchmarks and backbones.
 
-Entries register themselves where they are defined (a decorator or a call at the bottom of a method's
+Each registry lives with what it registers (methods here, benchmarks and backbones in the harness). Entries
+register themselves where they are defined (a decorator or a call at the bottom of a method's
 ``__init__.py``). Lookups of unknown names fail with the list of valid ones.
 """
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -24,14 +26,17 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """Name -> object, with discovery of self-registering packages.
 
-    ``discover`` lists packages whose sub-packages register entries on import, so listing a registry
-    imports them on first use and adding an entry never edits a central file.
+    ``discover`` lists packages whose modules and sub-packages register entries on import, so listing a
+    registry imports them on first use and adding an entry never edits a central file. ``entry_point_group``
+    names a packaging entry-point group whose values are more such packages: packages above this one
+    (baselines, the synthetic proxy) and third-party plugins join a registry without it naming them.
     """
 
-    def __init__(self, kind: str, discover: Iterable[str] = ()):
+    def __init__(self, kind: str, discover: Iterable[str] = (), entry_point_group: str | None = None):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._discover = tuple(discover)
+        self._group = entry_point_group
         self._discovered = False
 
     def register(self, name: str, obj: T | None = None):
@@ -49,7 +54,8 @@ class Registry(Generic[T]):
         if self._discovered:
             return
         self._discovered = True
-        for package_name in self._discover:
+        plugins = [ep.value for ep in entry_points(group=self._group)] if self._group else []
+        for package_name in (*self._discover, *plugins):
             package = importlib.import_module(package_name)
             for info in pkgutil.iter_modules(getattr(package, "__path__", ()), package_name + "."):
                 importlib.import_module(info.name)
@@ -74,9 +80,7 @@ class Registry(Generic[T]):
         return [(name, self._entries[name]) for name in self.names()]
 
 
-# Methods live in aurora.method (Aurora itself) and one sub-package per baseline under baselines/.
-METHODS: Registry[type] = Registry("method", discover=("aurora.method", "baselines"))
-# Benchmarks and backbones register themselves in the suites/ modules that define them.
-BENCHMARKS: Registry[Callable] = Registry("benchmark", discover=("suites.benchmarks",))
-BACKBONES: Registry[Callable] = Registry("backbone", discover=("suites.backbones",))
+# Aurora registers itself from aurora.method; the baselines (one sub-package each) and any plugin join through
+# the "aurora_bench.methods" entry points of their distribution.
+METHODS: Registry[type] = Registry("method", discover=("aurora.method",), entry_point_group="aurora_bench.methods")
 

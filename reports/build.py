@@ -1,5 +1,5 @@
 """The whole report from a frame of trials: per (suite, tier) every table that its runs support (LaTeX, and
-Markdown in the summary), the parameters-vs-score plot, the training-step plot from ``suites.bench``'s JSON,
+Markdown in the summary), the parameters-vs-score plot, the training-step plot from ``suites.perf.step``'s JSON,
 and ``index.md``, one page that shows and links all of them."""
 
 from __future__ import annotations

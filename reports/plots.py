@@ -1,5 +1,5 @@
 """Efficiency plots (seaborn; each written as PDF and PNG): trainable parameters against mean score per method
-(the paper's bubble chart), and training-step time and peak memory per method from ``suites.bench``'s JSON.
+(the paper's bubble chart), and training-step time and peak memory per method from ``suites.perf.step``'s JSON.
 
 ``python -m reports.plots outputs/bench.json`` writes ``outputs/bench_efficiency.{pdf,png}`` (``nox -s bench``).
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, no display needed).
@@ -64,7 +64,7 @@ def params_vs_score(df: pd.DataFrame, stem: Path, title: str) -> list[Path]:
 
 
 def bench_frame(bench: dict) -> pd.DataFrame:
-    """One row per timed step (method, backbone, step_time_s, peak_rss_mb) from ``suites.bench``'s JSON."""
+    """One row per timed step (method, backbone, step_time_s, peak_rss_mb) from ``suites.perf.step``'s JSON."""
     rows = [{"method": r["method"], "backbone": r["backbone"], "step_time_s": t, "peak_rss_mb": r["peak_rss_mb"]}
             for r in bench["rows"] for t in r.get("step_times_s") or [r["step_time_s"]]]
     return pd.DataFrame(rows)
@@ -88,13 +88,13 @@ def efficiency(bench: dict, stem: Path) -> list[Path]:
 
 
 def efficiency_from_json(path: str | Path, stem: Path | None = None) -> list[Path]:
-    """The efficiency plot of a ``suites.bench`` JSON file (default: ``<name>_efficiency`` beside it)."""
+    """The efficiency plot of a ``suites.perf.step`` JSON file (default: ``<name>_efficiency`` beside it)."""
     path = Path(path)
     return efficiency(json.loads(path.read_text()), stem or path.with_name(f"{path.stem}_efficiency"))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Plot a suites.bench JSON file (step time and peak memory).")
+    parser = argparse.ArgumentParser(description="Plot a suites.perf.step JSON file (step time and peak memory).")
     parser.add_argument("bench_json", nargs="?", default="outputs/bench.json")
     for p in efficiency_from_json(parser.parse_args(argv).bench_json):
         print(p)

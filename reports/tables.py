@@ -148,12 +148,12 @@ def write_report(output_dir: str | Path, tracking_uri: str | None = None, experi
     """Rebuild the report under ``<output_dir>/reports`` from the MLflow runs alone (no trial is rerun).
 
     ``reported``: YAML files or folders of published numbers (default: the packaged ``reports/reported/``;
-    ``[]`` for none). ``bench_json``: ``suites.bench``'s output for the training-step plot (default:
+    ``[]`` for none). ``bench_json``: ``suites.perf.step``'s output for the training-step plot (default:
     ``<output_dir>/bench.json`` where it exists). Returns the files: LaTeX tables first, plots, ``index.md``.
     """
     from reports.build import write_all
     from reports.reported import load_reported
-    from suites.tracking import tracking_uri as resolve_uri
+    from suites.orchestration.tracking import tracking_uri as resolve_uri
 
     uri = resolve_uri(output_dir, tracking_uri)
     df = frame_from_runs(uri, experiment)

@@ -1,4 +1,8 @@
-"""``aurora-bench``: run suites, count parameters, list the registries, build reports."""
+"""``aurora-bench``: run suites, count parameters, list the registries, build reports.
+
+The composition root: the one module that knows the harness (``suites``), the methods (through their
+registry) and ``reports`` together.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from aurora.registry import UnknownNameError
 
 
 def _cmd_list(args) -> int:
-    from aurora.registry import BACKBONES, BENCHMARKS, METHODS
-    from suites import experiments
+    from aurora.registry import METHODS
+    from suites.backbones import BACKBONES
+    from suites.benchmarks import BENCHMARKS
+    from suites.orchestration import experiments
 
     what = args.what
     if what in ("methods", "all"):
@@ -82,10 +88,10 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_suite(args) -> int:
-    from reports.tables import print_ranking
-    from suites import experiments
-    from suites.runner import run_suite
-    from suites.tracking import check_reachable, tracking_uri
+    from suites.orchestration import experiments
+    from suites.orchestration.runner import run_suite
+    from suites.orchestration.tracking import check_reachable, tracking_uri
+    from suites.orchestration.trial import prepare_backbones
 
     exp = experiments.for_targets(args.targets or ["retrieval"])
     if args.methods:
@@ -99,13 +105,14 @@ def _cmd_suite(args) -> int:
         exp.train = {**exp.train, "steps": args.steps}
     specs = exp.trials()
     check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after
-    _prepare_backbones(specs)
+    prepare_backbones(specs)
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
           f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
     resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, **exp.resources}
     resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
     records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
-                                  retries=args.retries, resume=args.resume, scheduler=exp.scheduler)
+                                  retries=args.retries, resume=args.resume, scheduler=exp.scheduler,
+                                  summarize=ranking_files)
     print_ranking(records, failures)
     return 1 if failures and not records else 0
 
@@ -114,12 +121,12 @@ def _cmd_eval(args) -> int:
     """Re-evaluate a finished trial from its MLflow run: the record gives the spec, the artifact the weights."""
     import tempfile
 
-    from suites.tracking import Tracker, tracking_uri
-    from suites.trial import TrialSpec, reevaluate
+    from suites.orchestration.tracking import Tracker, tracking_uri
+    from suites.orchestration.trial import TrialSpec, reevaluate
 
     tracker = Tracker(tracking_uri(args.output, args.tracking_uri))
     record = tracker.record_of(args.run_id)
-    spec = TrialSpec(**record["spec"])
+    spec = TrialSpec(**record.spec)
     with tempfile.TemporaryDirectory() as tmp:
         weights = tracker.download(args.run_id, "trained.safetensors", tmp)
         metrics = reevaluate(spec, weights)
@@ -128,29 +135,13 @@ def _cmd_eval(args) -> int:
     else:
         print(f"{spec.name} (run {args.run_id}), re-evaluated without training:")
         for k, v in metrics.items():
-            logged = record["metrics"].get(k)
+            logged = record.metrics.get(k)
             print(f"  {k:20s} {v:8.3f}" + (f"   (logged {logged:.3f})" if logged is not None else ""))
     return 0
 
 
-def _prepare_backbones(specs) -> None:
-    """Pretrain the proxy backbones once, in the driver with a progress bar, before trials need them."""
-    from aurora.registry import BENCHMARKS
-    from suites.backbones import build_backbone
-
-    needed = set()
-    for s in specs:
-        bench = BENCHMARKS.get(s.benchmark)(**s.benchmark_options)
-        # the task's model class: the VQA proxy grows from the retrieval one and pretrains its decoder
-        needed.add((s.backbone or bench.default_backbone, tuple(sorted(bench.backbone_options().items()))))
-    for name, options in sorted(needed):
-        if name == "proxy":
-            build_backbone("proxy", **dict(options))
-
-
 def _cmd_report(args) -> int:
     from reports.reported import ReportedError
-    from reports.tables import write_report
 
     reported = [] if args.no_reported else args.reported
     try:
@@ -209,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reported", nargs="+", metavar="PATH",
                    help="YAML files or folders of published numbers (default: the packaged reports/reported/)")
     p.add_argument("--no-reported", action="store_true", help="show no published numbers")
-    p.add_argument("--bench", metavar="JSON", help="suites.bench output to plot (default: <output>/bench.json)")
+    p.add_argument("--bench", metavar="JSON", help="suites.perf.step output to plot (default: <output>/bench.json)")
     p.set_defaults(func=_cmd_report)
 
     args = parser.parse_args(argv)
     from suites.backbones import BackboneUnavailable
     from suites.benchmarks import DataError
-    from suites.experiments import SpecError
-    from suites.tracking import TrackingUnavailable
+    from suites.orchestration.experiments import SpecError
+    from suites.orchestration.tracking import TrackingUnavailable
 
     try:
         return args.func(args)

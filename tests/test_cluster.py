@@ -13,17 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from suites.runner import run_suite
-from suites.trial import TrialSpec
+from suites.orchestration.runner import run_suite
+from suites.orchestration.trial import TrialSpec
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-TINY = dict(
-    backbone="test-tiny",
-    benchmark_options={"train_images": 24, "val_images": 6, "test_images": 12, "captions_per_image": 2},
-    train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "k_test": 4},
-)
+TINY = dict(train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2})
 
 
 def _free_port() -> int:
@@ -93,7 +89,7 @@ def test_suite_on_a_ray_head_and_an_mlflow_server(tmp_path, mlflow_server, ray_h
     from mlflow.tracking import MlflowClient
 
     ray.shutdown()  # an earlier test may have left this process connected to its local Ray
-    specs = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in ("frozen", "aurora")]
+    specs = [TrialSpec(method=m, benchmark="test-tiny", **TINY) for m in ("frozen", "aurora")]
     records, failures = run_suite(specs, "cluster", output_dir=tmp_path, tracking_uri=mlflow_server,
                                   address=ray_head)
     assert not failures and len(records) == 2

@@ -4,17 +4,13 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from suites.experiments import Scheduler
-from suites.runner import run_suite
-from suites.trial import TrialSpec
+from suites.orchestration.experiments import Scheduler
+from suites.orchestration.runner import run_suite
+from suites.orchestration.trial import TrialSpec
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(
-    backbone="test-tiny", suite="asha-test",
-    benchmark_options={"train_images": 24, "val_images": 6, "test_images": 12, "captions_per_image": 2},
-    train={"steps": 8, "batch_size": 8, "warmup": 1, "eval_every": 4, "k_test": 4},
-)
+TINY = dict(suite="asha-test", train={"steps": 8, "batch_size": 8, "warmup": 1, "eval_every": 4})
 
 
 def specs() -> list[TrialSpec]:
@@ -22,8 +18,8 @@ def specs() -> list[TrialSpec]:
     come from the validation sets: with 2 validation images every recall@5 is 100 (score >= 66.7 whatever
     the model), with 30 it is near chance (about 17). The second trial is far below the first at the first
     rung (step 4) and is stopped there."""
-    return [TrialSpec(method="lora", benchmark="proxy-coco", label=f"lora-val{n}",
-                      **{**TINY, "benchmark_options": {**TINY["benchmark_options"], "val_images": n}})
+    return [TrialSpec(method="lora", benchmark="test-tiny", label=f"lora-val{n}",
+                      **TINY, benchmark_options={"val_images": n})
             for n in (2, 30)]
 
 
@@ -34,18 +30,18 @@ def test_asha_stops_the_worse_trial_and_resume_keeps_it(tmp_path):
     records, failures = result
     assert not failures
     assert [r["row"] for r in records] == ["lora-val2"]
-    assert [s["name"] for s in result.stopped] == ["proxy-coco--lora-val30--seed0"]
+    assert [s.name for s in result.stopped] == ["test-tiny--lora-val30--seed0"]
     assert result.stopped[0]["step"] == 4  # stopped at the rung, not trained to the end
 
     client = MlflowClient(uri)
     runs = {r.info.run_name: r for r in client.search_runs(
         [client.get_experiment_by_name("aurora-bench").experiment_id], filter_string="tags.kind = 'trial'")}
-    stopped = runs["proxy-coco--lora-val30--seed0"]
+    stopped = runs["test-tiny--lora-val30--seed0"]
     assert stopped.info.status == "KILLED" and stopped.data.tags["stopped_early"] == "asha"
     assert stopped.data.metrics["stopped_at_step"] == 4 and "itm_r_mean" not in stopped.data.metrics
     assert "epoch_val_itc_r_mean" in stopped.data.metrics  # its validation curve up to the stop
-    assert stopped.data.metrics["val_score"] < runs["proxy-coco--lora-val2--seed0"].data.metrics["epoch_val_itc_r_mean"]
-    assert runs["proxy-coco--lora-val2--seed0"].info.status == "FINISHED"
+    assert stopped.data.metrics["val_score"] < runs["test-tiny--lora-val2--seed0"].data.metrics["epoch_val_itc_r_mean"]
+    assert runs["test-tiny--lora-val2--seed0"].info.status == "FINISHED"
     ranking = client.download_artifacts(
         client.search_runs([stopped.info.experiment_id], filter_string="tags.kind = 'suite'")[0].info.run_id,
         "ranking.csv", str(tmp_path))

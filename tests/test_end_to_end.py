@@ -6,33 +6,29 @@ import mlflow
 import pytest
 
 from reports.tables import frame_from_runs, write_report
-from suites.runner import run_suite
-from suites.trial import TrialSpec
+from suites.orchestration.runner import run_suite
+from suites.orchestration.trial import TrialSpec
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(
-    backbone="test-tiny",
-    benchmark_options={"train_images": 24, "val_images": 6, "test_images": 12, "captions_per_image": 2},
-    train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "k_test": 4},
-)
+TINY = dict(train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2})
 
 
 def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
-    specs = [TrialSpec(method=m, benchmark="proxy-coco", seed=s, **TINY)
+    specs = [TrialSpec(method=m, benchmark="test-tiny", seed=s, **TINY)
              for m in ("frozen", "lora", "aurora") for s in (0, 1)]
     # a trial that raises inside the worker: recorded as failed, the others finish
-    specs.append(TrialSpec(method="lora", benchmark="proxy-coco", seed=9, method_options={"target_modules": "nothing"},
+    specs.append(TrialSpec(method="lora", benchmark="test-tiny", seed=9, method_options={"target_modules": "nothing"},
                            **TINY))
     # a trial that diverges (an absurd learning rate): its non-finite loss fails it, after one retry
     diverging = {**TINY, "train": {**TINY["train"], "lr": 1e30}}
-    specs.append(TrialSpec(method="full_finetune", benchmark="proxy-coco", seed=9, **diverging))
+    specs.append(TrialSpec(method="full_finetune", benchmark="test-tiny", seed=9, **diverging))
     records, failures = run_suite(specs, "e2e", output_dir=tmp_path, cpus_per_trial=1, retries=1)
 
     assert len(records) == 6 and len(failures) == 2
-    reasons = {f["name"]: f["reason"] for f in failures}
-    assert "TargetingError" in reasons["proxy-coco--lora--seed9"]
-    assert "non-finite loss" in reasons["proxy-coco--full_finetune--seed9"]
+    reasons = {f.name: f.reason for f in failures}
+    assert "TargetingError" in reasons["test-tiny--lora--seed9"]
+    assert "non-finite loss" in reasons["test-tiny--full_finetune--seed9"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'trial'",
                               output_format="pandas") if mlflow.set_tracking_uri(uri) is None else None

@@ -1,7 +1,7 @@
 import pytest
 
 from aurora.registry import UnknownNameError
-from suites import experiments
+from suites.orchestration import experiments
 
 
 def test_retrieval_group_expands_to_trials():

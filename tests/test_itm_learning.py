@@ -2,9 +2,8 @@
 
 import math
 
-from suites.proxy.pretrain import PretrainConfig, ProxyModelConfig, pretrain
-from suites.retrieval import LossSettings
-from suites.train import TrainConfig
+from suites.engine.loop import TrainConfig
+from suites.synthetic.pretrain import PretrainConfig, ProxyModelConfig, pretrain
 
 # The ITM prior: one positive and two negatives per anchor -> entropy of (1/3, 2/3).
 PRIOR = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
@@ -14,8 +13,7 @@ def test_itm_loss_falls_well_below_the_prior():
     cfg = PretrainConfig(
         seed=0, n_images=150, eval_images=40,
         model=ProxyModelConfig(hidden=64, layers=2, heads=2, mlp=256, proj=32),
-        train=TrainConfig(steps=300, batch_size=32, lr=1e-3, warmup=20, eval_every=50, k_test=4,
-                          loss=LossSettings()),
+        train=TrainConfig(steps=300, batch_size=32, lr=1e-3, warmup=20, eval_every=50), k_test=4,
     )
     _, info = pretrain(cfg, progress=False)
     assert abs(PRIOR - 0.6365) < 1e-3
@@ -26,7 +24,7 @@ def test_a_none_setting_leaves_the_backbone_cache_key_unchanged():
     # A setting added later with a None default ("as before") must not orphan every cached proxy backbone.
     from dataclasses import dataclass, make_dataclass
 
-    from suites.proxy.pretrain import cache_key, settings
+    from suites.synthetic.pretrain import cache_key, settings
 
     @dataclass
     class Old:

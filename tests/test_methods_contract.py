@@ -10,7 +10,7 @@ from aurora.checkpoint import load_trained, save_trained
 from aurora.registry import METHODS
 from suites.backbones import build_backbone
 from suites.benchmarks import RetrievalBenchmark
-from suites.retrieval import LossSettings, encode_images, encode_texts, fused_cls, retrieval_losses
+from suites.tasks.retrieval import LossSettings, encode_images, encode_texts, fused_cls, retrieval_losses
 
 ALL = aurora.list_methods()
 TRAINING = [m for m in ALL if METHODS.get(m).trains]
@@ -61,7 +61,7 @@ def test_only_trainable_parameters_change(name, tiny_batch):
     for _ in range(3):
         loss = retrieval_losses(model, tiny_batch["pixels"], tiny_batch["input_ids"], tiny_batch["attention_mask"],
                                 tiny_batch["truth"], torch.tensor(0.07), 3, LossSettings(), gen,
-                                method.itm_features)["loss"]
+                                method.task_hooks())["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

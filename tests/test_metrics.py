@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from suites.metrics import retrieval_recall
+from suites.tasks.metrics import retrieval_recall
 
 
 def test_perfect_scores_give_100():

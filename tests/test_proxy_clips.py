@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from aurora.registry import BENCHMARKS
-from suites.proxy import clips, world
-from suites.proxy.pretrain import tokenizer
+from suites.benchmarks import BENCHMARKS
+from suites.synthetic import clips, world
+from suites.synthetic.pretrain import tokenizer
 
 
 def _pairs(n=40, n_objects=2, seed=0):
@@ -71,7 +71,7 @@ def test_proxy_benchmarks_load_small():
 def test_group_batches_hold_whole_groups():
     bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=9, val_clips=3, test_clips=3, group=3, group_batches=True)
     train, _, _ = bench.load()
-    objective = bench.objective(type("B", (), {"temp": 0.07})(), type("C", (), {"loss": None})())
+    objective = bench.objective(type("B", (), {"temp": 0.07})())
     batch = next(objective.batches(train, 6, np.random.default_rng(0)))
     clip_of = train.txt2img[batch].reshape(2, 3)  # (groups, group mates)
     assert (clip_of[:, 0] % 3 == 0).all() and (clip_of == clip_of[:, :1] + np.arange(3)).all()

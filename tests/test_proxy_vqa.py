@@ -7,11 +7,11 @@ import torch
 
 from aurora.api import TargetingError
 from suites.backbones import Backbone, blip_config, from_config
-from suites.proxy import qa, world
-from suites.proxy.pretrain import PretrainConfig, ProxyModelConfig, tokenizer
-from suites.proxy.pretrain_vqa import QAPretrainConfig, grow, load_or_pretrain_vqa
-from suites.train import TrainConfig
-from suites.trial import TrialSpec, build_trial, run_trial
+from suites.engine.loop import TrainConfig
+from suites.orchestration.trial import TrialSpec, build_trial, run_trial
+from suites.synthetic import qa, world
+from suites.synthetic.pretrain import PretrainConfig, ProxyModelConfig, tokenizer
+from suites.synthetic.pretrain_vqa import QAPretrainConfig, grow, load_or_pretrain_vqa
 
 
 def test_answers_are_true_of_the_scene():
@@ -77,8 +77,8 @@ def test_vqa_backbone_pretrains_once_then_loads_from_cache(tmp_path, monkeypatch
     cfg = QAPretrainConfig(
         n_images=40, questions_per_image=2, eval_images=8,
         retrieval=PretrainConfig(n_images=40, eval_images=8, model=small,
-                                 train=TrainConfig(steps=2, batch_size=8, warmup=1, eval_every=1, k_test=2)),
-        train=TrainConfig(steps=3, batch_size=8, warmup=1, eval_every=1, k_test=2),
+                                 train=TrainConfig(steps=2, batch_size=8, warmup=1, eval_every=1), k_test=2),
+        train=TrainConfig(steps=3, batch_size=8, warmup=1, eval_every=1), k_test=2,
     )
     first = load_or_pretrain_vqa(cfg=cfg, progress=False)
     second = load_or_pretrain_vqa(cfg=cfg, progress=False)
@@ -90,16 +90,16 @@ def test_vqa_backbone_pretrains_once_then_loads_from_cache(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_proxy_vqa_trial_on_the_tiny_backbone(tmp_path):
     spec = TrialSpec(method="lora", benchmark="proxy-vqa", backbone="test-tiny", output_dir=str(tmp_path),
-                     benchmark_options={"train_images": 16, "val_images": 4, "test_images": 6},
-                     train={"steps": 2, "batch_size": 8, "warmup": 1, "eval_every": 1, "k_test": 3})
+                     benchmark_options={"train_images": 16, "val_images": 4, "test_images": 6, "k_test": 3},
+                     train={"steps": 2, "batch_size": 8, "warmup": 1, "eval_every": 1})
     record = run_trial(spec)
-    assert record["task"] == "vqa" and record["primary_metric"] == "accuracy"
-    assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_count" in record["metrics"]
-    assert [h["step"] for h in record["history"]] == [1, 2] and "val_accuracy" in record["history"][0]
+    assert record.task == "vqa" and record.primary_metric == "accuracy"
+    assert 0.0 <= record.metrics["accuracy"] <= 100.0 and "accuracy_count" in record.metrics
+    assert [h["step"] for h in record.history] == [1, 2] and "val_accuracy" in record.history[0]
 
 
 def test_clip_questions_follow_the_colour_changes():
-    from suites.proxy import clips
+    from suites.synthetic import clips
 
     rng = np.random.default_rng(1)
     kinds = set()
@@ -124,7 +124,7 @@ def test_proxy_msrvttqa_trial_on_the_tiny_backbone(tmp_path):
                      benchmark_options={"train_clips": 8, "val_clips": 2, "test_clips": 4, "n_frames": 3},
                      train={"steps": 2, "batch_size": 4, "warmup": 1, "eval_every": 2})
     record = run_trial(spec)
-    assert 0.0 <= record["metrics"]["accuracy"] <= 100.0 and "accuracy_changing" in record["metrics"]
+    assert 0.0 <= record.metrics["accuracy"] <= 100.0 and "accuracy_changing" in record.metrics
 
 
 def test_a_method_with_nothing_to_train_on_vqa_fails_before_training(tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from suites.proxy.tokenizer import WordTokenizer
-from suites.proxy.world import (
+from suites.synthetic.tokenizer import WordTokenizer
+from suites.synthetic.world import (
     BASE_TEMPLATES,
     COLORS,
     HELD_OUT_PAIRS,

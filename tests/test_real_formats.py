@@ -9,11 +9,10 @@ from PIL import Image
 
 import aurora
 from aurora.api import train_heads
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import DataError
+from suites.benchmarks import BENCHMARKS, DataError
 from suites.benchmarks.karpathy import pre_caption
-from suites.retrieval import evaluate
-from suites.train import TrainConfig, fit
+from suites.engine.loop import TrainConfig, fit
+from suites.tasks.retrieval import LossSettings, RetrievalObjective, evaluate
 
 
 def _jpeg(path, seed):
@@ -70,7 +69,8 @@ def test_loader_trains_and_evaluates(name, writer, tmp_path, tiny):
     method = aurora.create_method("lora", r=2)
     method.apply(tiny.model)
     train_heads(tiny.model, bench.heads)
-    fit(tiny.model, tiny, train, TrainConfig(steps=1, batch_size=4, warmup=1, eval_every=1), torch.tensor(0.07))
+    objective = RetrievalObjective(tiny, torch.tensor(0.07), LossSettings())
+    fit(tiny.model, objective, train, TrainConfig(steps=1, batch_size=4, warmup=1, eval_every=1))
     metrics = evaluate(tiny.model, tiny, test, k_test=3)
     assert 0.0 <= metrics["itm_r_mean"] <= 100.0 and "itc_txt_r1" in metrics
 

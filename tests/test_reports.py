@@ -97,7 +97,7 @@ BENCH = {"hardware": HARDWARE, "rows": [
 def report(tmp_path_factory):
     """Fixture runs in a fresh sqlite store, then ``aurora-bench report`` -> (output dir, written paths, uri)."""
     from suites.cli import main
-    from suites.tracking import Tracker
+    from suites.orchestration.tracking import Tracker
 
     out = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{out / 'mlflow.db'}"

@@ -12,23 +12,19 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from suites.runner import run_suite
-from suites.trial import TrialSpec
+from suites.orchestration.runner import run_suite
+from suites.orchestration.trial import TrialSpec
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(
-    backbone="test-tiny", suite="resume-test",
-    benchmark_options={"train_images": 24, "val_images": 6, "test_images": 12, "captions_per_image": 2},
-    train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "k_test": 4},
-)
+TINY = dict(suite="resume-test", train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2})
 METHODS = ("frozen", "lora", "aurora")
 
 
 def specs() -> list[TrialSpec]:
     """Run one at a time; the last trains long enough (a few hundred tiny steps) that the kill lands before
     it finishes, however fast the machine."""
-    out = [TrialSpec(method=m, benchmark="proxy-coco", **TINY) for m in METHODS]
+    out = [TrialSpec(method=m, benchmark="test-tiny", **TINY) for m in METHODS]
     out[-1].train = {**out[-1].train, "steps": 300}
     return out
 
@@ -36,7 +32,7 @@ def specs() -> list[TrialSpec]:
 DRIVER = """
 import sys
 from tests.test_resume import specs
-from suites.runner import run_suite
+from suites.orchestration.runner import run_suite
 run_suite(specs(), "resume-test", output_dir=sys.argv[1], tracking_uri=sys.argv[2], cpus_per_trial=2,
           max_concurrent=1)
 """
@@ -103,9 +99,9 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path):
 
 
 def test_resume_refuses_a_changed_spec(tmp_path):
-    spec = TrialSpec(method="frozen", benchmark="proxy-coco", **TINY)
+    spec = TrialSpec(method="frozen", benchmark="test-tiny", **TINY)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_suite([spec], "resume-test", output_dir=tmp_path, tracking_uri=uri)
-    changed = TrialSpec(method="frozen", benchmark="proxy-coco", **{**TINY, "train": {**TINY["train"], "k_test": 3}})
+    changed = TrialSpec(method="frozen", benchmark="test-tiny", **TINY, benchmark_options={"k_test": 3})
     with pytest.raises(ValueError, match="different spec"):
         run_suite([changed], "resume-test", output_dir=tmp_path, tracking_uri=uri, resume=True)

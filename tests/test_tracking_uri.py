@@ -6,7 +6,7 @@ import sys
 
 import mlflow
 
-from suites.tracking import tracking_uri
+from suites.orchestration.tracking import tracking_uri
 
 
 def test_a_uri_left_behind_by_mlflow_set_tracking_uri_is_not_used(tmp_path):

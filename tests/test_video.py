@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from suites.video import VideoError, frame_indices, sample_frames, write_video
+from suites.tasks.video import VideoError, frame_indices, sample_frames, write_video
 
 
 def _clip(n: int, size: int = 32) -> np.ndarray:

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from suites.metrics import retrieval_recall
-from suites.retrieval import LossSettings, VideoRetrievalData, encode_images, evaluate, retrieval_losses
+from suites.tasks.metrics import retrieval_recall
+from suites.tasks.retrieval import LossSettings, VideoRetrievalData, encode_images, evaluate, retrieval_losses
 
 
 def _clips(n=3, t=4, size=32, seed=0):

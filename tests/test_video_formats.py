@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import DataError
-from suites.retrieval import LossSettings, evaluate, retrieval_losses
-from suites.video import write_video
+from suites.benchmarks import BENCHMARKS, DataError
+from suites.tasks.retrieval import LossSettings, evaluate, retrieval_losses
+from suites.tasks.video import write_video
 
 
 def _video(path, seed, n_frames=10):

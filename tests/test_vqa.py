@@ -9,17 +9,17 @@ import torch
 from PIL import Image
 
 import aurora
-from aurora.registry import BENCHMARKS
 from suites.backbones import build_backbone
-from suites.benchmarks import DataError, VQAObjective
+from suites.benchmarks import BENCHMARKS, DataError
 from suites.benchmarks.vqa_real import pre_question
-from suites.train import TrainConfig, fit
-from suites.vqa import (
+from suites.engine.loop import TrainConfig, fit
+from suites.tasks.passes import visual_tokens
+from suites.tasks.vqa import (
     VQAData,
+    VQAObjective,
     answer_log_likelihood,
     answer_weights,
     encode_questions,
-    encode_visual,
     generate_answers,
     rank_answers,
     special_ids,
@@ -73,7 +73,7 @@ def write_vqav2(root):
 def write_msrvtt_qa(root):
     """train/val/test_qa.json of the original release (int id and video_id), plus one ClipBERT-style record
     ("video<N>", no id); two 12-frame fixture videos."""
-    from suites.video import write_video
+    from suites.tasks.video import write_video
 
     qa, videos = root / "msrvtt" / "msrvtt_qa", root / "msrvtt" / "videos"
     qa.mkdir(parents=True)
@@ -105,7 +105,7 @@ def test_loss_is_weighted_sum_of_answer_likelihoods_over_batch(tiny_vqa):
     targets = [(["red", "dark red"], [0.8, 0.2]), (["two"], [0.05])]
     loss = vqa_losses(model, tiny_vqa, pixels, ["what color", "how many"], targets)["loss"]
     # by hand: each (question, answer) through transformers' decoder loss with reduction="none" (sum over tokens)
-    visual = encode_visual(model, pixels)
+    visual = visual_tokens(model, pixels)
     states, mask = encode_questions(model, tiny_vqa, visual, ["what color", "how many"])
     total = 0.0
     for q, (answers, weights) in enumerate(targets):
@@ -136,7 +136,7 @@ def test_answers_start_with_dec_and_questions_with_enc(tiny_vqa):
 
 def test_rank_answers_picks_the_likeliest_of_the_first_token_top_k(tiny_vqa):
     model = tiny_vqa.model
-    states, mask = encode_questions(model, tiny_vqa, encode_visual(model, torch.randn(3, 3, 32, 32)),
+    states, mask = encode_questions(model, tiny_vqa, visual_tokens(model, torch.randn(3, 3, 32, 32)),
                                     ["a b", "c d e", "f"])
     candidates = ["red", "blue", "dark red", "two dogs", "yes", "no"]
     ids, amask = tokenize_answers(tiny_vqa, candidates)
@@ -152,7 +152,7 @@ def test_rank_answers_picks_the_likeliest_of_the_first_token_top_k(tiny_vqa):
 
 def test_greedy_generation_stops_at_sep(tiny_vqa):
     model = tiny_vqa.model
-    states, mask = encode_questions(model, tiny_vqa, encode_visual(model, torch.randn(2, 3, 32, 32)), ["a", "b c"])
+    states, mask = encode_questions(model, tiny_vqa, visual_tokens(model, torch.randn(2, 3, 32, 32)), ["a", "b c"])
     dec, sep = special_ids(tiny_vqa)
     out = generate_answers(model, states, mask, dec, sep, max_len=5)
     assert len(out) == 2 and all(len(o) <= 4 and sep not in o for o in out)
@@ -160,7 +160,7 @@ def test_greedy_generation_stops_at_sep(tiny_vqa):
 
 def test_video_question_reads_every_frame(tiny_vqa):
     frames = torch.randn(2, 3, 3, 32, 32)  # (B, T, 3, S, S)
-    visual = encode_visual(tiny_vqa.model, frames)
+    visual = visual_tokens(tiny_vqa.model, frames)
     per_frame = tiny_vqa.model.vision_model(pixel_values=frames[:, 1]).last_hidden_state  # (B, N, d)
     n = per_frame.shape[1]
     assert visual.shape == (2, 3 * n, 32)
@@ -174,11 +174,10 @@ def test_proxy_style_arrays_train_and_evaluate(tiny_vqa):
                    [0, 1, 2], scoring="exact", kinds=["x", "y", "x"])
     model = tiny_vqa.model
     aurora.create_method("lora", r=2).apply(model)
-    stats = fit(model, tiny_vqa, data, TrainConfig(steps=2, batch_size=2, warmup=1, eval_every=1),
-                objective=VQAObjective())
+    stats = fit(model, VQAObjective(tiny_vqa), data, TrainConfig(steps=2, batch_size=2, warmup=1, eval_every=1))
     assert np.isfinite(stats["vqa_loss"])
-    bench = BENCHMARKS.get("vqav2")()
-    out = bench.evaluate(model, tiny_vqa, data, TrainConfig(k_test=2))
+    bench = BENCHMARKS.get("vqav2")(k_test=2)
+    out = bench.evaluate(model, tiny_vqa, data)
     assert set(out) == {"accuracy", "accuracy_x", "accuracy_y"}
 
 
@@ -193,10 +192,11 @@ def test_pre_question_matches_blip():
 def _one_step_and_evaluation(bench, backbone, train, test):
     method = aurora.create_method("lora", r=2)
     method.apply(backbone.model)
-    cfg = TrainConfig(steps=1, batch_size=2, warmup=1, eval_every=1, k_test=3)
-    stats = fit(backbone.model, backbone, train, cfg, objective=bench.objective(backbone, cfg))
+    cfg = TrainConfig(steps=1, batch_size=2, warmup=1, eval_every=1)
+    stats = fit(backbone.model, bench.objective(backbone), train, cfg)
     assert np.isfinite(stats["loss"])
-    metrics = bench.evaluate(backbone.model, backbone, test, cfg)
+    bench.k_test = 3
+    metrics = bench.evaluate(backbone.model, backbone, test)
     assert 0.0 <= metrics["accuracy"] <= 100.0
     return metrics
 
@@ -229,8 +229,8 @@ def test_msrvtt_qa_parses_trains_and_evaluates(tmp_path, tiny_vqa):
 
 
 def test_msrvtt_qa_with_a_stand_in_frame_sampler(tmp_path, tiny_vqa, monkeypatch):
-    """The loader only relies on suites.video.sample_frames(path, n_frames, mode, rng)."""
-    import suites.video
+    """The loader only relies on suites.tasks.video.sample_frames(path, n_frames, mode, rng)."""
+    import suites.tasks.video
 
     write_msrvtt_qa(tmp_path)
     calls = []
@@ -239,7 +239,7 @@ def test_msrvtt_qa_with_a_stand_in_frame_sampler(tmp_path, tiny_vqa, monkeypatch
         calls.append(mode)
         return np.zeros((n_frames, 24, 24, 3), np.uint8)
 
-    monkeypatch.setattr(suites.video, "sample_frames", fake)
+    monkeypatch.setattr(suites.tasks.video, "sample_frames", fake)
     bench = BENCHMARKS.get("msrvtt-qa")(data_root=str(tmp_path), n_frames=2)
     train, _, test = bench.load()
     _one_step_and_evaluation(bench, tiny_vqa, train, test)

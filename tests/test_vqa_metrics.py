@@ -2,7 +2,7 @@
 
 import pytest
 
-from suites.metrics import vqa_accuracy, vqa_normalize, vqa_punctuation
+from suites.tasks.metrics import vqa_accuracy, vqa_normalize, vqa_punctuation
 
 
 def ten(answer: str, matches: int, other: str = "blue") -> list[str]:

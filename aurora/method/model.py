@@ -77,10 +77,16 @@ class Aurora(Method):
                 _skip_cached_kv_delta(layer.attention.self)
         return n
 
-    def itm_features(self, fused_cls: torch.Tensor, text_cls: torch.Tensor, n_pos: int) -> torch.Tensor:
-        """ICE: positive pairs absorb the batch's mean text [CLS] state (training ITM only)."""
-        if not self.config.ice:
-            return fused_cls
+    def task_hooks(self) -> dict:
+        # ICE acts where retrieval's objective calls "itm_features": its training ITM, nowhere else
+        return {"itm_features": self.informative_context} if self.config.ice else {}
+
+    def informative_context(self, fused_cls: torch.Tensor, text_cls: torch.Tensor, n_pos: int) -> torch.Tensor:
+        """ICE: positive pairs absorb the batch's mean text [CLS] state (training ITM only).
+
+        fused_cls: (P, d) image-grounded [CLS] states, the first ``n_pos`` rows positive pairs;
+        text_cls: (B, d) unimodal text [CLS] states of the batch's captions.
+        """
         context = text_cls.mean(dim=0)  # (d,)
         shift = torch.zeros_like(fused_cls)
         shift[:n_pos] = self.config.ice_alpha * context

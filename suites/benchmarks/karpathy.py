@@ -13,17 +13,15 @@ Train files hold one record per caption ({image, caption, image_id}); val/test o
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import DataError, RetrievalBenchmark
-from suites.retrieval import RetrievalData
+from suites.benchmarks import BENCHMARKS, DataError, RetrievalBenchmark
+from suites.benchmarks.files import data_roots, media_path, read_json
+from suites.tasks.retrieval import RetrievalData
 
 _PUNCT = re.compile(r"[.!\"()*#:;~]")
 
@@ -42,14 +40,9 @@ class KarpathyRetrieval(RetrievalBenchmark):
     ann_root: str = ""  # default <data_root>/<dataset>/annotations
     max_words: int = 30
 
-    def _roots(self) -> tuple[Path, Path]:
-        if not (self.data_root or (self.image_root and self.ann_root)):
-            raise DataError(
-                f"benchmark {self.name!r} needs its data: pass data_root=DIR (or image_root and ann_root); "
-                f"expected layout: {self.layout()}"
-            )
-        base = Path(self.data_root or ".").expanduser() / self.dataset
-        return Path(self.image_root or base / "images"), Path(self.ann_root or base / "annotations")
+    def _roots(self) -> list[Path]:
+        return data_roots(self.name, self.data_root, self.dataset, self.layout(),
+                          image_root=(self.image_root, "images"), ann_root=(self.ann_root, "annotations"))
 
     def layout(self) -> str:
         if self.dataset == "coco":
@@ -60,26 +53,11 @@ class KarpathyRetrieval(RetrievalBenchmark):
 
     def _annotation(self, ann_root: Path, split: str) -> list:
         names = [f"coco_karpathy_{split}.json"] if self.dataset == "coco" else [f"flickr30k_{split}.json", f"{split}.json"]
-        for name in names:
-            path = ann_root / name
-            if path.is_file():
-                try:
-                    records = json.loads(path.read_text())
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); expected a list "
-                                    "of records as BLIP ships them") from None
-                if not isinstance(records, list) or not records:
-                    raise DataError(f"{path} must be a non-empty JSON list of records; expected layout: {self.layout()}")
-                return records
-        raise DataError(f"missing annotation file {ann_root / names[0]}; expected layout: {self.layout()}")
+        found = next((ann_root / n for n in names if (ann_root / n).is_file()), ann_root / names[0])
+        return read_json(found, self.layout())
 
     def _image_path(self, image_root: Path, rel: str) -> str:
-        # BLIP joins the relative path; Aurora/UniAdapter keep only the base name: accept both layouts.
-        for candidate in (image_root / rel, image_root / os.path.basename(rel)):
-            if candidate.is_file():
-                return str(candidate)
-        raise DataError(f"missing image {image_root / rel} (also tried {image_root / os.path.basename(rel)}); "
-                        f"expected layout: {self.layout()}")
+        return media_path(image_root, rel, self.layout())
 
     def _train(self, records: list, image_root: Path, path_hint: str) -> RetrievalData:
         images, index, texts, txt2img = [], {}, [], []

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import RetrievalBenchmark
-from suites.proxy import world
-from suites.proxy.pretrain import split_data
+from suites.benchmarks import BENCHMARKS, RetrievalBenchmark
+from suites.synthetic import world
+from suites.synthetic.pretrain import split_data
 
 DATA_SEED = 12345  # the benchmark's data is fixed; trial seeds change only the training
 
@@ -63,3 +62,13 @@ def proxy_flickr(**options) -> ProxyRetrieval:
         train_images=1000,
     )
     return ProxyRetrieval(**{**defaults, **options})
+
+
+@BENCHMARKS.register("test-tiny")
+def test_tiny(**options) -> ProxyRetrieval:
+    """proxy-coco at test size (24 training images, 2 captions each) on the random-init ``test-tiny`` backbone:
+    the benchmark every test that runs whole trials uses."""
+    defaults = dict(name="test-tiny", description="proxy-coco at unit-test size, random-init tiny backbone",
+                    default_backbone="test-tiny", train_images=24, val_images=6, test_images=12,
+                    captions_per_image=2, k_test=4)
+    return proxy_coco(**{**defaults, **options})

@@ -1,5 +1,5 @@
 """Proxy-tier video retrieval: synthetic clips whose captions say which objects change colour over time, which
-no single frame shows (see ``suites.proxy.clips``).
+no single frame shows (see ``suites.synthetic.clips``).
 
 ``proxy-msrvtt`` mirrors MSR-VTT (several captions per training clip, one per test clip) and ``proxy-didemo``
 DiDeMo (one paragraph per clip, more objects). Both are shifted from the pretraining scenes: clips instead
@@ -14,10 +14,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import RetrievalBenchmark, RetrievalObjective, index_batches
-from suites.proxy import clips, world
-from suites.retrieval import VideoRetrievalData
+from suites.benchmarks import BENCHMARKS, RetrievalBenchmark
+from suites.engine.loop import index_batches
+from suites.synthetic import clips, world
+from suites.tasks.retrieval import RetrievalObjective, VideoRetrievalData
 
 DATA_SEED = 23456  # the benchmark's data is fixed; trial seeds change only the training
 
@@ -37,10 +37,10 @@ class ProxyVideoRetrieval(RetrievalBenchmark):
     data_seed: int = DATA_SEED
     group_batches: bool = False  # train on batches of whole groups (see GroupBatches)
 
-    def objective(self, backbone, cfg):
+    def objective(self, backbone):
         if not self.group_batches:
-            return super().objective(backbone, cfg)
-        return GroupBatches(torch.tensor(backbone.temp), cfg.loss, self.group)
+            return super().objective(backbone)
+        return GroupBatches(backbone, torch.tensor(backbone.temp), self.loss, self.group)
 
     def load(self):
         splits = _load(self.shift, (self.train_clips, self.val_clips, self.test_clips), self.train_captions,
@@ -48,7 +48,6 @@ class ProxyVideoRetrieval(RetrievalBenchmark):
         return tuple(_as_data(s, self.n_frames, mode) for s, mode in zip(splits, ("random", "uniform", "uniform")))
 
 
-@dataclass
 class GroupBatches(RetrievalObjective):
     """ITC + ITM on batches of whole clip groups (clips g*k .. g*k + g - 1), one random caption per clip.
 
@@ -57,7 +56,9 @@ class GroupBatches(RetrievalObjective):
     ITM's hard negative.
     """
 
-    group: int  # clips per group, the benchmark's
+    def __init__(self, backbone, temp, settings, group: int):
+        super().__init__(backbone, temp, settings)
+        self.group = group  # clips per group, the benchmark's
 
     def batches(self, data: VideoRetrievalData, batch_size: int, rng: np.random.Generator):
         first = np.searchsorted(data.txt2img, np.arange(data.n_images))  # each clip's first caption

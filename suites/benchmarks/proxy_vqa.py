@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import VQABenchmark
-from suites.proxy import qa, world
+from suites.benchmarks import BENCHMARKS, VQABenchmark
+from suites.synthetic import qa, world
 
 DATA_SEED = 23456  # the benchmark's data is fixed; trial seeds change only the training
 
@@ -54,7 +53,7 @@ def proxy_vqa(**options) -> ProxyVQA:
 
 @dataclass
 class ProxyVideoQA(VQABenchmark):
-    """MSRVTT-QA's protocol on synthetic clip pairs (see suites.proxy.clips): one answer per question, greedy generation, exact match."""
+    """MSRVTT-QA's protocol on synthetic clip pairs (see suites.synthetic.clips): one answer per question, greedy generation, exact match."""
 
     shift: world.Shift = field(default_factory=world.Shift)
     train_clips: int = 800

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import DataError, RetrievalBenchmark
+from suites.benchmarks import BENCHMARKS, DataError, RetrievalBenchmark
+from suites.benchmarks.files import data_roots
 from suites.benchmarks.karpathy import pre_caption
-from suites.retrieval import VideoRetrievalData
+from suites.tasks.retrieval import VideoRetrievalData
 
 # The containers DiDeMo's originals come in (LocalizingMoments lists them); .mp4 is tried first.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".flv")
@@ -50,14 +50,9 @@ class VideoRetrieval(RetrievalBenchmark):
         return (f"<data_root>/{d}/txt_db/{d}_retrieval/{{train,test}}.jsonl (ClipBERT: one "
                 f'{{"clip_name", "caption"}} object per line) and <data_root>/{d}/videos/{video}')
 
-    def _roots(self) -> tuple[Path, Path]:
-        if not (self.data_root or (self.video_root and self.ann_root)):
-            raise DataError(f"benchmark {self.name!r} needs its data: pass data_root=DIR (or video_root and "
-                            f"ann_root); expected layout: {self.layout()}")
-        base = Path(self.data_root or ".").expanduser() / self.dataset
-        video_root = Path(self.video_root or base / "videos").expanduser()
-        ann_root = Path(self.ann_root or base / "txt_db" / f"{self.dataset}_retrieval").expanduser()
-        return video_root, ann_root
+    def _roots(self) -> list[Path]:
+        return data_roots(self.name, self.data_root, self.dataset, self.layout(), video_root=(self.video_root, "videos"),
+                          ann_root=(self.ann_root, f"txt_db/{self.dataset}_retrieval"))
 
     def _check_video_root(self, video_root: Path) -> None:
         lmdb = next((p for p in (video_root, video_root.parent / "vis_db" / self.dataset)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aurora.registry import BENCHMARKS
-from suites.benchmarks import DataError, VQABenchmark
-from suites.vqa import VQAData, answer_weights, predict
+from suites.benchmarks import BENCHMARKS, DataError, VQABenchmark
+from suites.benchmarks.files import data_roots, media_path, read_json, require_fields
+from suites.tasks.vqa import VQAData, answer_weights, predict
 
 _QUESTION_PUNCT = re.compile(r"[.!\"()*#:;~]")
 MSRVTT_QA_WEIGHT = 0.05  # Aurora's fixed weight of the one video-QA answer
@@ -41,27 +41,6 @@ def pre_question(question: str, max_words: int = 50) -> str:
     return " ".join(words[:max_words])
 
 
-def read_json(path: Path, layout: str, kind: type = list):
-    """A JSON file of the expected top-level type, else one DataError line with the path and the layout."""
-    if not path.is_file():
-        raise DataError(f"missing annotation file {path}; expected layout: {layout}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); expected layout: {layout}") from None
-    if not isinstance(data, kind) or not data:
-        raise DataError(f"{path} must be a non-empty JSON {kind.__name__}; expected layout: {layout}")
-    return data
-
-
-def _require(record, fields: dict[str, type | tuple[type, ...]], where: str, layout: str) -> None:
-    for name, kind in fields.items():
-        if not isinstance(record, dict) or not isinstance(record.get(name), kind):
-            kinds = kind if isinstance(kind, tuple) else (kind,)
-            raise DataError(f"{where} needs a field {name!r} of type {'/'.join(k.__name__ for k in kinds)}; "
-                            f"expected layout: {layout}")
-
-
 @dataclass
 class VQAv2(VQABenchmark):
     data_root: str = ""
@@ -72,20 +51,9 @@ class VQAv2(VQABenchmark):
     LAYOUT = ("<data_root>/coco/annotations/{vqa_train,vqa_val,vqa_test,answer_list}.json and "
               "<data_root>/coco/images/{train2014,val2014,test2015}/COCO_*.jpg (BLIP's VQA JSONs)")
 
-    def _roots(self) -> tuple[Path, Path]:
-        if not (self.data_root or (self.image_root and self.ann_root)):
-            raise DataError(f"benchmark {self.name!r} needs its data: pass data_root=DIR (or image_root and "
-                            f"ann_root); expected layout: {self.LAYOUT}")
-        base = Path(self.data_root or ".").expanduser() / "coco"
-        return Path(self.image_root or base / "images"), Path(self.ann_root or base / "annotations")
-
-    def _image_path(self, image_root: Path, rel: str) -> str:
-        # BLIP joins the relative path; UniAdapter keeps only the base name: accept both layouts.
-        for candidate in (image_root / rel, image_root / os.path.basename(rel)):
-            if candidate.is_file():
-                return str(candidate)
-        raise DataError(f"missing image {image_root / rel} (also tried {image_root / os.path.basename(rel)}); "
-                        f"expected layout: {self.LAYOUT}")
+    def _roots(self) -> list[Path]:
+        return data_roots(self.name, self.data_root, "coco", self.LAYOUT, image_root=(self.image_root, "images"),
+                          ann_root=(self.ann_root, "annotations"))
 
     def _split(self, records: list, image_root: Path, answer_list: list[str], path: Path, answered: bool) -> VQAData:
         images: dict[str, int] = {}
@@ -94,7 +62,7 @@ class VQAv2(VQABenchmark):
         if answered:
             fields["answer"] = (list, str)
         for i, rec in enumerate(records):
-            _require(rec, fields, f"{path} record {i}", self.LAYOUT)
+            require_fields(rec, fields, f"{path} record {i}", self.LAYOUT)
             if rec["image"] not in images:
                 images[rec["image"]] = len(images)
             visual_idx.append(images[rec["image"]])
@@ -112,7 +80,7 @@ class VQAv2(VQABenchmark):
             else:
                 targets.append(answer_weights(rec["answer"]))
                 answers.append(list(rec["answer"]))
-        visuals = [self._image_path(image_root, rel) for rel in images]
+        visuals = [media_path(image_root, rel, self.LAYOUT) for rel in images]
         return VQAData(visuals, questions, np.array(visual_idx), targets, answers, ids, answer_list=answer_list)
 
     def load(self) -> tuple[VQAData, VQAData, VQAData]:
@@ -151,15 +119,12 @@ class MSRVTTQA(VQABenchmark):
     LAYOUT = ("<data_root>/msrvtt/msrvtt_qa/{train,val,test}_qa.json (original MSRVTT-QA: id, video_id, "
               "question, answer) and <data_root>/msrvtt/videos/video<N>.mp4")
 
-    def _roots(self) -> tuple[Path, Path]:
-        if not (self.data_root or (self.ann_root and self.video_root)):
-            raise DataError(f"benchmark {self.name!r} needs its data: pass data_root=DIR (or ann_root and "
-                            f"video_root); expected layout: {self.LAYOUT}")
-        base = Path(self.data_root or ".").expanduser() / "msrvtt"
-        return Path(self.ann_root or base / "msrvtt_qa"), Path(self.video_root or base / "videos")
+    def _roots(self) -> list[Path]:
+        return data_roots(self.name, self.data_root, "msrvtt", self.LAYOUT, ann_root=(self.ann_root, "msrvtt_qa"),
+                          video_root=(self.video_root, "videos"))
 
     def _frames(self, path: str, train: bool, rng) -> np.ndarray:
-        from suites.video import sample_frames
+        from suites.tasks.video import sample_frames
 
         return sample_frames(path, self.n_frames, "random" if train else "uniform", rng)
 
@@ -168,7 +133,7 @@ class MSRVTTQA(VQABenchmark):
         videos: dict[int, int] = {}
         questions, visual_idx, targets, answers, ids = [], [], [], [], []
         for i, rec in enumerate(read_json(path, self.LAYOUT)):
-            _require(rec, {"video_id": (int, str), "question": str, "answer": str}, f"{path} record {i}", self.LAYOUT)
+            require_fields(rec, {"video_id": (int, str), "question": str, "answer": str}, f"{path} record {i}", self.LAYOUT)
             video = rec["video_id"]
             if isinstance(video, str):  # ClipBERT's "video<N>" where the original release has N
                 if not re.fullmatch(r"(video)?\d+", video):

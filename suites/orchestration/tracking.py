@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from suites.record import FailedTrial, StoppedTrial, TrialRecord
+
 EXPERIMENT = "aurora-bench"
 
 
@@ -169,12 +171,13 @@ class Tracker:
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50_000,
         )
 
-    def record_of(self, run_id: str) -> dict:
+    def record_of(self, run_id: str) -> TrialRecord:
         """The trial record a finished run was logged from (its ``record.json`` artifact)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = self.client.download_artifacts(run_id, "record.json", tmp)
-            record = json.loads(Path(path).read_text())
-        return {**record, "run_id": run_id}
+            record = TrialRecord.from_json(Path(path).read_text())
+        record.run_id = run_id
+        return record
 
     def download(self, run_id: str, artifact: str, dst: str | Path) -> Path | None:
         """Download one artifact of a run into ``dst``; None if the run has no such artifact."""
@@ -182,15 +185,12 @@ class Tracker:
             return None
         return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
 
-    def log_ranking(self, suite_run_id: str, records: list[dict]) -> None:
-        """Store the suite's ranking on its run: the printed text and one CSV row per (benchmark, method)."""
-        from reports.tables import frame_from_records, rank_table, ranking_text
-
-        frame = frame_from_records(records)
+    def log_texts(self, run_id: str, files: dict[str, str]) -> None:
+        """Store text files ({name: content}) as artifacts of a run (the suite's ranking)."""
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "ranking.txt").write_text(ranking_text(frame) + "\n")
-            rank_table(frame).to_csv(Path(tmp) / "ranking.csv", index=False)
-            self.client.log_artifacts(suite_run_id, tmp)
+            for name, text in files.items():
+                (Path(tmp) / name).write_text(text)
+            self.client.log_artifacts(run_id, tmp)
 
     def log_metric(self, run_id: str, key: str, value: float) -> None:
         self.client.log_metric(run_id, key, float(value))
@@ -201,61 +201,58 @@ class Tracker:
     def end_suite(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
-    def log_trial(self, parent_id: str, record: dict) -> str:
+    def log_trial(self, parent_id: str, record: TrialRecord) -> str:
         """Log a finished trial record as one run nested under the suite run."""
         from mlflow.entities import Metric, Param
 
-        spec = record["spec"]
         end_ms = int(time.time() * 1000)
-        start_ms = end_ms - int(record["wall_time_s"] * 1000)
+        start_ms = end_ms - int(record.wall_time_s * 1000)
         tags = {
-            **_trial_tags(parent_id, spec, record["row"], "FINISHED"),
-            "tier": record["tier"], "task": record["task"], "primary_metric": record["primary_metric"],
-            "backbone": record["backbone"], "hardware": record["hardware"], **package_versions(),
+            **_trial_tags(parent_id, record.spec, record.row, "FINISHED"),
+            "tier": record.tier, "task": record.task, "primary_metric": record.primary_metric,
+            "backbone": record.backbone, "hardware": record.hardware, **package_versions(),
         }
-        run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record["name"], tags=tags)
+        run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record.name, tags=tags)
         rid = run.info.run_id
-        params = _flatten("method", record["method_config"], {})
-        params.update(_flatten("train", record["train_config"], {}))
-        metrics = {**record["metrics"], **{f"params_{k}": v for k, v in record["params"].items()},
-                   "wall_time_s": record["wall_time_s"], "peak_rss_mb": record["peak_rss_mb"]}
-        metrics.update({k: v for k, v in record["train_stats"].items()})
-        batch = [Metric(k, float(v), end_ms, 0) for k, v in metrics.items()] + _curves(record["history"], end_ms)
+        params = _flatten("method", record.method_config, {})
+        params.update(_flatten("train", record.train_config, {}))
+        params.update(_flatten("task", record.task_config, {}))
+        metrics = {**record.metrics, **{f"params_{k}": v for k, v in record.params.items()},
+                   "wall_time_s": record.wall_time_s, "peak_rss_mb": record.peak_rss_mb, **record.train_stats}
+        batch = [Metric(k, float(v), end_ms, 0) for k, v in metrics.items()] + _curves(record.history, end_ms)
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
             self.client.log_batch(rid, metrics=batch[i : i + 900],
                                   params=[Param(k, str(v)[:500]) for k, v in params.items()] if i == 0 else [])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "record.json"
-            path.write_text(json.dumps(record, indent=1, default=str))
+            path.write_text(record.to_json())
             self.client.log_artifact(rid, str(path))
-        if record.get("weights"):
-            self.client.log_artifact(rid, record["weights"])
+        if record.weights:
+            self.client.log_artifact(rid, record.weights)
         self.client.set_terminated(rid, "FINISHED", end_time=end_ms)
         return rid
 
-    def log_failure(self, parent_id: str, failure: dict) -> str:
-        """Log a failed trial ({"spec", "name", "row", "error"}) as a FAILED run with its error."""
-        tags = {**_trial_tags(parent_id, failure["spec"], failure["row"], "FAILED"), "error": failure["error"][-4000:]}
-        run = self.client.create_run(self.experiment_id, run_name=failure["name"], tags=tags)
+    def log_failure(self, parent_id: str, failure: FailedTrial) -> str:
+        """Log a failed trial as a FAILED run with its error."""
+        tags = {**_trial_tags(parent_id, failure.spec, failure.row, "FAILED"), "error": failure.error[-4000:]}
+        run = self.client.create_run(self.experiment_id, run_name=failure.name, tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id
 
-    def log_stopped(self, parent_id: str, stopped: dict) -> str:
-        """Log a trial an early-stopping scheduler stopped ({"spec", "name", "row", "history", "step",
-        "val_score", "wall_time_s", "stopped_early"}) as a KILLED run tagged ``stopped_early`` (the
+    def log_stopped(self, parent_id: str, stopped: StoppedTrial) -> str:
+        """Log a trial an early-stopping scheduler stopped as a KILLED run tagged ``stopped_early`` (the
         scheduler), with its validation curve and last validation score; it has no test metrics and is
         not ranked."""
         from mlflow.entities import Metric
 
         end_ms = int(time.time() * 1000)
-        tags = {**_trial_tags(parent_id, stopped["spec"], stopped["row"], "STOPPED"),
-                "stopped_early": stopped["stopped_early"], "stopped_at_step": str(stopped["step"])}
-        run = self.client.create_run(self.experiment_id, start_time=end_ms - int(stopped["wall_time_s"] * 1000),
-                                     run_name=stopped["name"], tags=tags)
+        tags = {**_trial_tags(parent_id, stopped.spec, stopped.row, "STOPPED"),
+                "stopped_early": stopped.stopped_early, "stopped_at_step": str(stopped.step)}
+        run = self.client.create_run(self.experiment_id, start_time=end_ms - int(stopped.wall_time_s * 1000),
+                                     run_name=stopped.name, tags=tags)
         rid = run.info.run_id
-        last = {"val_score": stopped["val_score"], "stopped_at_step": stopped["step"],
-                "wall_time_s": stopped["wall_time_s"]}
+        last = {"val_score": stopped.val_score, "stopped_at_step": stopped.step, "wall_time_s": stopped.wall_time_s}
         self.client.log_batch(rid, metrics=[Metric(k, float(v), end_ms, 0) for k, v in last.items()]
-                              + _curves(stopped["history"], end_ms))
+                              + _curves(stopped.history, end_ms))
         self.client.set_terminated(rid, "KILLED", end_time=end_ms)
         return rid

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from aurora.registry import BENCHMARKS, METHODS
-from suites.trial import TrialSpec
+from aurora.registry import METHODS
+from suites.benchmarks import BENCHMARKS
+from suites.engine.loop import TrainConfig
+from suites.orchestration.trial import TrialSpec
 
 HERE = Path(__file__).parent
 
@@ -60,7 +62,9 @@ class Experiment:
     benchmarks: list[str]
     methods: dict[str, MethodEntry]
     seeds: list[int] = field(default_factory=lambda: [0])
-    train: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)  # TrainConfig settings, for every method (entries override)
+    # Task settings for every benchmark (k_test, rerank_itc_weight, loss: {...}); benchmark_options override them
+    task: dict = field(default_factory=dict)
     backbone: str = ""
     backbone_options: dict = field(default_factory=dict)
     benchmark_options: dict = field(default_factory=dict)
@@ -89,7 +93,7 @@ class Experiment:
                         method=registered, label=row if row != registered else "", suite=self.name,
                         benchmark=bench, seed=seed, method_options=options,
                         train=train, backbone=self.backbone, backbone_options=dict(self.backbone_options),
-                        benchmark_options=dict(self.benchmark_options.get(bench, {})),
+                        benchmark_options={**self.task, **self.benchmark_options.get(bench, {})},
                     ))
         return specs
 
@@ -130,10 +134,8 @@ def _row_label(method: str, config: dict) -> str:
 
 
 def _check_search(where: str, entry: MethodEntry, method_cls) -> None:
-    from suites.train import TrainConfig
-
     options = {f.name for f in dataclasses.fields(method_cls.config_cls)}
-    train = {f.name for f in dataclasses.fields(TrainConfig)} - {"loss"}
+    train = {f.name for f in dataclasses.fields(TrainConfig)}
     for key, dist in entry.search.items():
         name = key.removeprefix("options.")
         if (key.startswith("options.") and name not in options) or (not key.startswith("options.") and key not in train):
@@ -163,6 +165,28 @@ def groups() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.yaml"))
 
 
+def _check_train(where: str, train: dict) -> None:
+    """Training settings are TrainConfig's fields; a task setting there gets told where it belongs."""
+    valid = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in sorted(set(train) - valid):
+        hint = " (a task setting: put it under 'task:')" if key in _task_setting_names() else ""
+        raise SpecError(f"{where}: unknown training setting {key!r}{hint}; valid: {sorted(valid)}")
+
+
+def _task_setting_names() -> set[str]:
+    return {name for _, factory in BENCHMARKS.items() for name in factory().task_settings}
+
+
+def _check_task(where: str, task: dict, benchmarks: list[str]) -> None:
+    """Every suite-wide task setting must be one every listed benchmark has."""
+    for bench in benchmarks:
+        valid = BENCHMARKS.get(bench)().task_settings
+        unknown = sorted(set(task) - set(valid))
+        if unknown:
+            raise SpecError(f"{where}: benchmark {bench!r} has no task setting(s) {unknown}; its task settings: "
+                            f"{list(valid)} (set one benchmark's own under benchmark_options.{bench})")
+
+
 def _check_keys(where: str, given: dict, cls) -> None:
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(given) - valid)
@@ -180,6 +204,7 @@ def parse(raw: dict, source: str) -> Experiment:
         _check_keys(f"{source}: methods.{name}", entry, MethodEntry)
         method_cls = METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
         methods[name] = MethodEntry(**entry)
+        _check_train(f"{source}: methods.{name}.train", methods[name].train)
         _check_search(f"{source}: methods.{name}", methods[name], method_cls)
     resources = raw.get("resources") or {}
     valid_resources = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
@@ -188,6 +213,8 @@ def parse(raw: dict, source: str) -> Experiment:
                         f"valid keys: {sorted(valid_resources)}")
     for bench in raw.get("benchmarks") or []:
         BENCHMARKS.get(bench)
+    _check_train(f"{source}: train", raw.get("train") or {})
+    _check_task(f"{source}: task", raw.get("task") or {}, raw.get("benchmarks") or [])
     scheduler = _scheduler(source, raw.get("scheduler"))
     if not methods or not raw.get("benchmarks"):
         raise SpecError(f"{source}: needs at least one entry under 'methods' and under 'benchmarks'")
@@ -216,7 +243,7 @@ def _scheduler(source: str, raw) -> Scheduler | None:
 
 
 def load(name_or_path: str) -> Experiment:
-    """A group name (a YAML file in suites/experiments/) or a path to a YAML spec."""
+    """A group name (a YAML file in suites/orchestration/experiments/) or a path to a YAML spec."""
     path = Path(name_or_path)
     if not path.suffix:
         path = HERE / f"{name_or_path}.yaml"

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from suites.backbones import Backbone, blip_config, from_config
-from suites.proxy import world
-from suites.proxy.tokenizer import WordTokenizer
-from suites.retrieval import LossSettings, RetrievalData, evaluate
-from suites.train import TrainConfig, fit
+from suites.backbones import Backbone
+from suites.backbones.blip import blip_config, from_config
+from suites.engine.loop import TrainConfig, fit
+from suites.synthetic import world
+from suites.synthetic.tokenizer import WordTokenizer
+from suites.tasks.retrieval import LossSettings, RetrievalData, RetrievalObjective, evaluate
 
 WORLD_VERSION = 1  # bump when the synthetic world changes what a seed generates
 
@@ -50,14 +51,28 @@ class PretrainConfig:
     # Batch 64 with every pair in ITM beat batch 128 with half of them: ITM needs many updates to learn
     # binding (colour + shape + place), and the image-grounded pass is what a step costs.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=650, batch_size=64, lr=5e-4, warmup=30, eval_every=100, loss=LossSettings(),
-        # the pretraining check re-ranks with BLIP's score, where ITM all but decides the order among the
-        # top-k: a stricter test that ITM learned than the suites' default
-        rerank_itc_weight=1.0))
+        steps=650, batch_size=64, lr=5e-4, warmup=30, eval_every=100))
+    loss: LossSettings = field(default_factory=LossSettings)
+    k_test: int = 16
+    # the pretraining check re-ranks with BLIP's score, where ITM all but decides the order among the top-k:
+    # a stricter test that ITM learned than the suites' default
+    rerank_itc_weight: float | None = 1.0
     temp_init: float = 0.07
 
     def key(self) -> str:
-        return cache_key({"world": WORLD_VERSION, **settings(self)})
+        return cache_key({"world": WORLD_VERSION, **key_settings(self)})
+
+
+def key_settings(config) -> dict:
+    """``settings(config)`` with the task settings inside ``train``, where they lived when the cache entries
+    were first keyed: keys, and so the cached backbones, stay valid."""
+    return _task_settings_in_train(settings(config))
+
+
+def _task_settings_in_train(blob: dict) -> dict:
+    blob = {k: _task_settings_in_train(v) if isinstance(v, dict) and "train" in v else v for k, v in blob.items()}
+    task = {k: blob.pop(k) for k in ("loss", "k_test", "rerank_itc_weight") if k in blob}
+    return {**blob, "train": {**blob["train"], **task}}
 
 
 def settings(config) -> dict:
@@ -107,12 +122,12 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> tuple[Backbone, dict
     train = split_data(world.make_split(cfg.seed, cfg.n_images, cfg.captions_per_image, world.Shift()))
     temp = torch.nn.Parameter(torch.tensor(cfg.temp_init))
     start = time.perf_counter()
-    stats = fit(model, backbone, train, cfg.train, temp, seed=cfg.seed,
+    stats = fit(model, RetrievalObjective(backbone, temp, cfg.loss), train, cfg.train, seed=cfg.seed,
                 progress="pretraining the proxy backbone" if progress else None)
-    backbone.temp = float(temp.detach().clamp(cfg.train.loss.temp_min, 0.5))
+    backbone.temp = float(temp.detach().clamp(cfg.loss.temp_min, 0.5))
     # held-in evaluation: fresh scenes from the pretraining distribution
     held_in = split_data(world.make_split(cfg.seed + 1000, cfg.eval_images, 5, world.Shift()))
-    metrics = evaluate(model, backbone, held_in, k_test=cfg.train.k_test, itc_weight=cfg.train.rerank_itc_weight)
+    metrics = evaluate(model, backbone, held_in, k_test=cfg.k_test, itc_weight=cfg.rerank_itc_weight)
     info = {"pretrain_seconds": time.perf_counter() - start, "temp": backbone.temp, **stats,
             **{f"pretrain_{k}": v for k, v in metrics.items()}}
     backbone.info = info

@@ -2,9 +2,11 @@
 
 Shapes: B batch, L text length, N image tokens, d hidden, e projection width, T frames per clip.
 
-Video follows the issue's recipe on an unchanged BLIP: every frame goes through the same ViT, the ITC
-feature pools the frames, and ITM cross-attends to all frames' tokens at once. Nothing marks which frame a
-token came from, so the model sees a clip as a *set* of frames: frame order is invisible to it.
+Video on an unchanged BLIP: every frame goes through the same ViT, the ITC feature pools the frames, and ITM
+cross-attends to all frames' tokens at once (``suites.tasks.passes``): frame order is invisible to the model.
+
+The task's settings (``LossSettings``, the re-ranking depth and score) belong to the benchmark, the same for
+every method.
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suites.metrics import retrieval_recall
-from suites.video import frame_indices, sample_frames
+from aurora import arch
+from suites.engine.loop import Objective, index_batches
+from suites.tasks.metrics import retrieval_recall
+from suites.tasks.passes import frame_tokens, image_grounded, side_by_side
+from suites.tasks.video import frame_indices, sample_frames
+
+# The named method hook retrieval's objective calls (``Method.task_hooks``):
+#   "itm_features"(fused_cls (P, d), text_cls (B, d), n_pos) -> (P, d): the training ITM [CLS] states before the
+#   ITM head; the first n_pos rows are positive pairs, text_cls the batch's unimodal caption [CLS] states.
+ITM_FEATURES = "itm_features"
 
 
 @dataclass
@@ -101,42 +111,61 @@ class LossSettings:
     itm_anchors: int = 0
 
 
+class RetrievalObjective(Objective):
+    """BLIP's ITC + ITM on (image, caption) pairs. A batch is a set of caption indices.
+
+    temp: the ITC temperature, fixed in fine-tuning (the backbone's), an ``nn.Parameter`` in pretraining.
+    """
+
+    def __init__(self, backbone, temp: torch.Tensor, settings: LossSettings):
+        self.backbone, self.temp, self.settings = backbone, temp, settings
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.temp]
+
+    def batches(self, data: RetrievalData, batch_size: int, rng: np.random.Generator):
+        return index_batches(len(data.texts), min(batch_size, len(data.texts)), rng)
+
+    def losses(self, model, data: RetrievalData, txt_idx: np.ndarray, gen, hooks=None) -> dict:
+        img_idx = data.txt2img[txt_idx]
+        truth = torch.from_numpy(data.truth(img_idx, txt_idx))  # (B, B)
+        tok = self.backbone.tokenize([data.texts[t] for t in txt_idx])
+        pixels = self.backbone.pixels(data.image_batch(img_idx))
+        return retrieval_losses(model, pixels, tok["input_ids"], tok["attention_mask"], truth, self.temp,
+                                self.backbone.enc_token_id, self.settings, gen, hooks)
+
+
 def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (B, 3, H, W) -> image tokens (B, N, d), normalised ITC features (B, e).
 
     Clips (B, T, 3, H, W) -> every frame's tokens side by side (B, T*N, d), and the mean of the normalised
     per-frame ITC features, normalised again (B, e).
     """
-    if pixels.ndim == 5:
-        return _encode_clips(model, pixels)
-    embeds = model.vision_model(pixel_values=pixels).last_hidden_state
-    return embeds, F.normalize(model.vision_proj(embeds[:, 0]), dim=-1)
-
-
-def _encode_clips(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = frame_tokens(model, pixels)  # (B or B*T, N, d)
+    feats = F.normalize(arch.vision_projection(model)(tokens[:, 0]), dim=-1)
+    if pixels.ndim == 4:
+        return tokens, feats
     b, t = pixels.shape[:2]
-    embeds, feats = encode_images(model, pixels.flatten(0, 1))  # (B*T, N, d), (B*T, e): frames independent
     # Averaging unit vectors weighs every frame alike, whatever its feature norm (Aurora averages the [CLS]
-    # states before vision_proj instead); re-normalising keeps ITC a cosine similarity.
+    # states before the projection instead); re-normalising keeps ITC a cosine similarity.
     clip_feat = F.normalize(feats.view(b, t, -1).mean(1), dim=-1)  # (B, e)
-    return embeds.reshape(b, t * embeds.shape[1], -1), clip_feat  # (B, T*N, d): ITM reads all frames at once
+    return side_by_side(tokens, b), clip_feat
 
 
 def encode_texts(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unimodal text pass (no cross-attention) -> [CLS] state (B, d), normalised ITC features (B, e)."""
-    cls = model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
-    return cls, F.normalize(model.text_proj(cls), dim=-1)
+    cls = arch.text_encoder(model)(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    return cls, F.normalize(arch.text_projection(model)(cls), dim=-1)
 
 
 def fused_cls(model, image_embeds, ids, mask, enc_token_id: int) -> torch.Tensor:
     """Image-grounded text pass with BLIP's [ENC] first token -> [CLS] state (P, d)."""
-    ids = ids.clone()
-    ids[:, 0] = enc_token_id
-    image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long)
-    out = model.text_encoder(
-        input_ids=ids, attention_mask=mask, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
-    )
-    return out.last_hidden_state[:, 0]
+    return image_grounded(model, image_embeds, ids, mask, enc_token_id)[:, 0]
+
+
+def itm_logits(model: nn.Module, fused: torch.Tensor) -> torch.Tensor:
+    """(P, d) image-grounded [CLS] states -> (P, 2) ITM logits (no match, match)."""
+    return arch.itm_head(model)(fused)
 
 
 def _sample_negatives(sim: torch.Tensor, allowed: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
@@ -168,12 +197,12 @@ def retrieval_losses(
     enc_token_id: int,
     settings: LossSettings,
     gen: torch.Generator,
-    itm_features: Callable = lambda fused, text, n_pos: fused,
+    hooks: dict[str, Callable] | None = None,
 ) -> dict[str, torch.Tensor]:
     """BLIP's ITC + ITM for a batch of B (image, caption) pairs.
 
     truth: (B, B) bool, caption j is true of image i (its diagonal is all true). True pairs are soft ITC
-    positives and are never drawn as ITM negatives.
+    positives and are never drawn as ITM negatives. ``hooks``: a method's task hooks (``ITM_FEATURES``).
     """
     image_embeds, image_feat = encode_images(model, pixels)  # (B, N, d), (B, e)
     text_cls, text_feat = encode_texts(model, ids, mask)  # (B, d), (B, e)
@@ -198,8 +227,9 @@ def retrieval_losses(
     img_rows = torch.cat([arange, neg_img[keep_i], arange[keep_t]])
     txt_rows = torch.cat([arange, arange[keep_i], neg_txt[keep_t]])
     fused = fused_cls(model, image_embeds[img_rows], ids[txt_rows], mask[txt_rows], enc_token_id)
-    fused = itm_features(fused, text_cls, len(arange))
-    logits = model.itm_head(fused)  # (P, 2)
+    if ITM_FEATURES in (hooks or {}):
+        fused = hooks[ITM_FEATURES](fused, text_cls, len(arange))
+    logits = itm_logits(model, fused)  # (P, 2)
     labels = torch.zeros(len(img_rows), dtype=torch.long)
     labels[: len(arange)] = 1
     itm = F.cross_entropy(logits, labels)
@@ -229,7 +259,7 @@ def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id, 
     for s in range(0, len(img_idx), chunk):
         i, t = img_idx[s : s + chunk], txt_idx[s : s + chunk]
         fused = fused_cls(model, image_embeds[i], ids[t], mask[t], enc_token_id)
-        scores.append(model.itm_head(fused)[:, 1])
+        scores.append(itm_logits(model, fused)[:, 1])
     return torch.cat(scores)
 
 

@@ -1,69 +1,20 @@
-"""BLIP retrieval backbones from transformers: tiny (tests), BLIP-base shape, proxy (pretrained here), real.
+"""BLIP backbones from transformers: tiny (tests), the BLIP-base shape, and real checkpoints.
 
-Every builder returns a ``Backbone``: the ``BlipForImageTextRetrieval`` module with its parameters tagged as
-backbone weights, plus what the benchmarks need to feed it (tokenizer, image preprocessing, ITM token,
-ITC temperature). Methods only ever see ``backbone.model``.
+Every builder returns a ``Backbone`` whose model has its parameters tagged as backbone weights.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import BlipConfig, BlipForImageTextRetrieval, BlipForQuestionAnswering
 
 from aurora.api import mark_backbone
-from aurora.registry import BACKBONES
-
-
-class BackboneUnavailable(RuntimeError):
-    """A checkpoint that cannot be loaded here (missing path, or a hub id while offline)."""
-
-
-@dataclass
-class Backbone:
-    model: BlipForImageTextRetrieval
-    tokenizer: Callable  # tokenizer(texts, max_length=...) -> {"input_ids", "attention_mask"}
-    enc_token_id: int  # BLIP replaces the first token by [ENC] for image-grounded (ITM) passes
-    image_size: int
-    temp: float = 0.07  # ITC temperature the backbone was trained with
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    max_text_length: int = 35
-    source: str = ""  # what was loaded, recorded with every result
-    info: dict = field(default_factory=dict)
-
-    def pixels(self, images: np.ndarray | Sequence) -> torch.Tensor:
-        """uint8 (N, H, W, 3) arrays or PIL images -> normalised (N, 3, S, S) float tensor;
-        uint8 clips, (N, T, H, W, 3) or a list of (T, H, W, 3) -> (N, T, 3, S, S)."""
-        if isinstance(images, np.ndarray) and images.ndim == 5:
-            n, t = images.shape[:2]
-            frames = self.pixels(images.reshape(n * t, *images.shape[2:]))  # (N*T, 3, S, S)
-            return frames.view(n, t, *frames.shape[1:])
-        if not isinstance(images, np.ndarray) and len(images) and getattr(images[0], "ndim", 0) == 4:
-            return torch.stack([self.pixels(clip) for clip in images])  # real videos differ in frame size
-        if not isinstance(images, np.ndarray):
-            images = np.stack([_resize(im, self.image_size) for im in images])
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[-2:] != (self.image_size, self.image_size):  # video frames are rarely square
-            x = torch.nn.functional.interpolate(x, size=self.image_size, mode="bicubic", align_corners=False)
-        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
-        return (x - mean) / std
-
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(list(texts), max_length=self.max_text_length)
-
-
-def _resize(image, size: int) -> np.ndarray:
-    from PIL import Image  # bicubic square resize, as BLIP's test transform
-
-    return np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+from aurora.registry import UnknownNameError
+from suites.backbones.base import BACKBONES, Backbone, BackboneUnavailable
 
 
 def blip_config(
@@ -99,8 +50,6 @@ MODEL_CLASSES = {"retrieval": BlipForImageTextRetrieval, "vqa": BlipForQuestionA
 
 def model_class(task: str) -> type:
     if task not in MODEL_CLASSES:
-        from aurora.registry import UnknownNameError
-
         raise UnknownNameError(f"unknown task {task!r}; valid tasks: {', '.join(MODEL_CLASSES)}")
     return MODEL_CLASSES[task]
 
@@ -144,19 +93,6 @@ def blip_base(seed: int = 0, task: str = "retrieval") -> Backbone:
                     image_size=384, source="blip-base architecture (random init)")
 
 
-@BACKBONES.register("proxy")
-def proxy(seed: int = 0, cache_dir: str | None = None, task: str = "retrieval") -> Backbone:
-    """The tiny proxy-tier BLIP, pretrained by the suite on synthetic scenes (cached on disk); for VQA,
-    grown from it with an answer decoder pretrained on synthetic questions."""
-    if model_class(task) is BlipForQuestionAnswering:
-        from suites.proxy.pretrain_vqa import load_or_pretrain_vqa
-
-        return load_or_pretrain_vqa(seed=seed, cache_dir=cache_dir)
-    from suites.proxy.pretrain import load_or_pretrain
-
-    return load_or_pretrain(seed=seed, cache_dir=cache_dir)
-
-
 @BACKBONES.register("hf")
 def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 0, task: str = "retrieval") -> Backbone:
     """A real BLIP retrieval checkpoint: a local ``save_pretrained`` directory or a hub id already cached."""
@@ -196,10 +132,3 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
         image_mean=tuple(image_processor.image_mean), image_std=tuple(image_processor.image_std),
         source=f"{name_or_path} ({os.path.basename(source)})",
     )
-
-
-def build_backbone(name: str, **options) -> Backbone:
-    """``proxy``, ``test-tiny``, ``blip-base``, or a hub id / local path (anything else)."""
-    if name in BACKBONES:
-        return BACKBONES.get(name)(**options)
-    return pretrained(name, **options)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from suites.proxy import world
+from suites.synthetic import world
 
 PROGRAMS = ("first", "second", "change")  # stays in its first colour, stays in its second, changes between them
 

@@ -1,6 +1,6 @@
 """Orchestration benchmark: what Ray Tune + MLflow cost per trial, and what two concurrent trials gain.
 
-``python -m suites.bench_orchestration`` (or ``nox -s bench -- orchestration``) runs one small proxy suite
+``python -m suites.perf.orchestration`` (or ``nox -s bench -- orchestration``) runs one small proxy suite
 (by default 4 trials of Aurora on proxy-coco, 100 steps, seeds 0..3) through ``run_suite`` once per
 concurrency level (by default ``max_concurrent`` 1, then 2), each with 1 CPU per trial (a trial runs
 ``cpus_per_trial`` torch threads), in a temporary output folder, and reports:
@@ -32,7 +32,7 @@ SMALL_DATA = {"train_images": 24, "val_images": 6, "test_images": 12, "captions_
 
 def measure(specs, concurrency: int, cpus_per_trial: float, root: Path) -> dict:
     """Run ``specs`` as one suite at ``concurrency`` -> wall time, throughput and per-trial timings."""
-    from suites.runner import run_suite
+    from suites.orchestration.runner import run_suite
 
     out = root / f"concurrency{concurrency}"
     start = time.perf_counter()
@@ -41,16 +41,16 @@ def measure(specs, concurrency: int, cpus_per_trial: float, root: Path) -> dict:
                                   max_concurrent=concurrency)
     wall = time.perf_counter() - start
     if failures:
-        raise RuntimeError(f"{len(failures)} trial(s) failed: {failures[0]['reason']}")
-    own = sum(r["wall_time_s"] for r in records)
-    overhead = sum(r["orchestration_overhead_s"] for r in records)
+        raise RuntimeError(f"{len(failures)} trial(s) failed: {failures[0].reason}")
+    own = sum(r.wall_time_s for r in records)
+    overhead = sum(r.orchestration_overhead_s for r in records)
     return {
         "max_concurrent": concurrency, "cpus_per_trial": cpus_per_trial, "trials": len(records),
         "wall_s": wall, "trials_per_hour": 3600 * len(records) / wall,
         "overhead_pct": 100 * overhead / own,
-        "trial_wall_s": [round(r["wall_time_s"], 2) for r in records],
-        "trial_overhead_s": [round(r["orchestration_overhead_s"], 2) for r in records],
-        "trial_step_time_s": [round(r["train_stats"].get("step_time", float("nan")), 4) for r in records],
+        "trial_wall_s": [round(r.wall_time_s, 2) for r in records],
+        "trial_overhead_s": [round(r.orchestration_overhead_s, 2) for r in records],
+        "trial_step_time_s": [round(r.train_stats.get("step_time", float("nan")), 4) for r in records],
     }
 
 
@@ -74,15 +74,14 @@ def main(argv: list[str] | None = None) -> dict:
     import ray
     from ray import tune  # noqa: F401
 
-    from suites.cli import _prepare_backbones
-    from suites.trial import TrialSpec, hardware
+    from suites.orchestration.trial import TrialSpec, hardware, prepare_backbones
 
     train = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": max(1, args.steps // 10),
              "eval_every": max(1, args.steps // 2)}
     specs = [TrialSpec(method=args.method, benchmark=args.benchmark, seed=seed, method_options=json.loads(args.options),
                        train=train, backbone=args.backbone, benchmark_options=SMALL_DATA if args.small else {},
                        suite="bench-orchestration") for seed in range(args.trials)]
-    _prepare_backbones(specs)  # the proxy pretraining (cached) happens here, not inside a timed trial
+    prepare_backbones(specs)  # the proxy pretraining (cached) happens here, not inside a timed trial
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
              object_store_memory=200 * 1024**2)  # started once, outside the timed runs
     runs = []

@@ -1,4 +1,4 @@
-"""Synthetic visual question answering over the scenes of ``suites.proxy.world``.
+"""Synthetic visual question answering over the scenes of ``suites.synthetic.world``.
 
 Questions ask about attributes (colour, shape, size, place), counts, existence and relations; answers are
 short words from a fixed list (so BLIP-style ranking and greedy generation both apply). Every question
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suites.proxy import world
+from suites.synthetic import world
 
 COUNT_ANSWERS = ("1", "2", "3")  # digits: the VQA scorer turns a predicted "two" into "2"
 YES_NO = ("yes", "no")
@@ -179,7 +179,7 @@ def make_qa_split(seed: int, n_images: int, questions_per_image: int, shift: wor
 
 def vqa_data(split: QASplit):
     """A synthetic QA split as ``VQAData``: BLIP's answer weights, ranking over ``ANSWER_LIST``, VQA accuracy."""
-    from suites.vqa import VQAData, answer_weights
+    from suites.tasks.vqa import VQAData, answer_weights
 
     return VQAData(split.images, split.questions, split.image_idx, [answer_weights(a) for a in split.answers],
                    split.answers, list(range(len(split.questions))), answer_list=list(ANSWER_LIST),
@@ -193,9 +193,9 @@ def vocabulary() -> list[str]:
     return [w for w in dict.fromkeys(words) if w not in caption_words]
 
 
-# ---------------------------------------------------------------- video QA on the clips of suites.proxy.clips
+# ---------------------------------------------------------------- video QA on the clips of suites.synthetic.clips
 
-CLIP_KINDS = ("changing", "changing_count", "color")  # the first two need several frames (suites.proxy.clips)
+CLIP_KINDS = ("changing", "changing_count", "color")  # the first two need several frames (suites.synthetic.clips)
 
 
 def _clip_question(actors, rng: np.random.Generator, new: bool, kind: str) -> QA | None:
@@ -229,7 +229,7 @@ def ask_clip(clip, rng: np.random.Generator, shift: world.Shift, n: int) -> list
 def make_clip_qa_split(seed: int, n_clips: int, questions_per_clip: int, shift: world.Shift,
                        n_objects: tuple[int, ...] = (1, 2, 3), n_frames: int = 8, image_size: int = 48) -> QASplit:
     """MSRVTT-QA-style split over clip pairs (the same objects, other colour changes): one answer per question."""
-    from suites.proxy import clips
+    from suites.synthetic import clips
 
     clip_rng, pixel_rng, text_rng = np.random.default_rng(seed).spawn(3)
     scenes: list = []
@@ -251,7 +251,7 @@ def make_clip_qa_split(seed: int, n_clips: int, questions_per_clip: int, shift: 
 def video_qa_data(split: QASplit, weight: float = 0.05):
     """A clip QA split as ``VQAData`` the way MSRVTT-QA is read: one answer at a fixed weight (Aurora's
     0.05), greedy generation, exact-match scoring."""
-    from suites.vqa import VQAData
+    from suites.tasks.vqa import VQAData
 
     return VQAData(split.images, split.questions, split.image_idx, [([a[0]], [weight]) for a in split.answers],
                    split.answers, list(range(len(split.questions))), answer_list=None, scoring="exact",

@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from suites.trial import TrialSpec, run_trial, validation_score
+from suites.orchestration.trial import TrialSpec, run_trial
+from suites.record import FailedTrial, StoppedTrial, TrialRecord, validation_score
 
 
 def _trainable(config: dict) -> None:
@@ -31,19 +33,17 @@ def _trainable(config: dict) -> None:
             tune.report({"step": row["step"], "val_score": score, "progress": json.dumps(row)})
 
     record = run_trial(spec, on_validation=progress)
-    primary = record["metrics"].get(record["primary_metric"], float("nan"))
-    step = record["history"][-1]["step"] if record["history"] else 0
-    tune.report({"step": step, "val_score": record["val_score"], "primary": primary,
-                 "record": json.dumps(record, default=str)})
+    step = record.history[-1]["step"] if record.history else 0
+    tune.report({"step": step, "val_score": record.val_score, "primary": record.primary, "record": record.to_json()})
 
 
 class SuiteResult(tuple):
-    """``records, failures = run_suite(...)`` as before; ``.stopped`` holds the trials an early-stopping
-    scheduler stopped (logged as stopped, not ranked): {"name", "row", "step", "val_score", "run_id", ...}."""
+    """``records, failures = run_suite(...)``; ``.stopped`` holds the trials an early-stopping scheduler
+    stopped (logged as stopped, not ranked)."""
 
-    stopped: list[dict]
+    stopped: list[StoppedTrial]
 
-    def __new__(cls, records: list[dict], failures: list[dict], stopped: list[dict]):
+    def __new__(cls, records: list[TrialRecord], failures: list[FailedTrial], stopped: list[StoppedTrial]):
         result = super().__new__(cls, (records, failures))
         result.stopped = stopped
         return result
@@ -74,17 +74,15 @@ def _callback(tracker, parent_id: str, records: list, failures: list, stopped: l
                 self.progress.setdefault(trial.trial_id, []).append(json.loads(result["progress"]))
                 return
             self.logged.add(trial.trial_id)
-            record = json.loads(result["record"])
-            record["run_id"] = tracker.log_trial(parent_id, record)
+            record = TrialRecord.from_json(result["record"])
+            record.run_id = tracker.log_trial(parent_id, record)
             # what Ray and MLflow add to the trial's own work: worker start-up, transfer and logging
-            overhead = time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter()) \
-                - record["wall_time_s"]
-            record["orchestration_overhead_s"] = overhead
-            tracker.log_metric(record["run_id"], "orchestration_overhead_s", overhead)
+            record.orchestration_overhead_s = time.perf_counter() - record.wall_time_s \
+                - self.started.pop(trial.trial_id, time.perf_counter())
+            tracker.log_metric(record.run_id, "orchestration_overhead_s", record.orchestration_overhead_s)
             records.append(record)
-            primary = record["metrics"].get(record["primary_metric"], float("nan"))
-            print(f"{self._done()} {record['name']}: {record['primary_metric']} {primary:.1f} "
-                  f"({record['wall_time_s']:.0f} s)", flush=True)
+            print(f"{self._done()} {record.name}: {record.primary_metric} {record.primary:.1f} "
+                  f"({record.wall_time_s:.0f} s)", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             # Ray calls this for a trial that returned and for one a scheduler stopped (status TERMINATED
@@ -94,14 +92,15 @@ def _callback(tracker, parent_id: str, records: list, failures: list, stopped: l
             spec = TrialSpec(**trial.config["spec"])
             history = self.progress.pop(trial.trial_id, [])
             last = history[-1] if history else {}
-            entry = {"spec": trial.config["spec"], "name": spec.name, "row": spec.row, "history": history,
-                     "stopped_early": scheduler or "scheduler", "step": int(last.get("step", 0)),
-                     "val_score": validation_score(history),
-                     "wall_time_s": time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter())}
-            entry["run_id"] = tracker.log_stopped(parent_id, entry)
+            entry = StoppedTrial(
+                spec=trial.config["spec"], name=spec.name, row=spec.row, history=history,
+                stopped_early=scheduler or "scheduler", step=int(last.get("step", 0)),
+                val_score=validation_score(history),
+                wall_time_s=time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter()))
+            entry.run_id = tracker.log_stopped(parent_id, entry)
             stopped.append(entry)
-            print(f"{self._done()} STOPPED {spec.name} by {entry['stopped_early']} at step {entry['step']} "
-                  f"(validation score {entry['val_score']:.1f})", flush=True)
+            print(f"{self._done()} STOPPED {spec.name} by {entry.stopped_early} at step {entry.step} "
+                  f"(validation score {entry.val_score:.1f})", flush=True)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self.progress[trial.trial_id] = []
@@ -111,25 +110,26 @@ def _callback(tracker, parent_id: str, records: list, failures: list, stopped: l
         def on_trial_error(self, iteration, trials, trial, **info):
             error = _read_error(trial)
             spec = TrialSpec(**trial.config["spec"])
-            failure = {"spec": trial.config["spec"], "name": spec.name, "row": spec.row, "error": error,
-                       "reason": error.strip().splitlines()[-1] if error.strip() else "unknown error"}
-            tracker.log_failure(parent_id, failure)
+            failure = FailedTrial(spec=trial.config["spec"], name=spec.name, row=spec.row, error=error,
+                                  reason=error.strip().splitlines()[-1] if error.strip() else "unknown error")
+            failure.run_id = tracker.log_failure(parent_id, failure)
             failures.append(failure)
-            print(f"{self._done()} FAILED {spec.name}: {failure['reason']}", flush=True)
+            print(f"{self._done()} FAILED {spec.name}: {failure.reason}", flush=True)
 
     return LogToMlflow()
 
 
-def _print_overhead(records: list[dict]) -> None:
-    timed = [r for r in records if "orchestration_overhead_s" in r]
+def _print_overhead(records: list[TrialRecord]) -> None:
+    timed = [r for r in records if r.orchestration_overhead_s is not None]
     if timed:
-        overhead = sum(r["orchestration_overhead_s"] for r in timed)
-        work = sum(r["wall_time_s"] for r in timed)
+        overhead = sum(r.orchestration_overhead_s for r in timed)
+        work = sum(r.wall_time_s for r in timed)
         print(f"Ray + MLflow overhead: {overhead / len(timed):.1f} s per trial, {100 * overhead / work:.1f} % of "
               f"the trials' own time ({len(timed)} trials)", flush=True)
 
 
-def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], list[dict], list[TrialSpec]]:
+def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[TrialRecord], list[StoppedTrial],
+                                                                    list[TrialSpec]]:
     """-> (records of the trials the suite run already finished, trials it stopped early, specs still to run).
 
     A trial stopped early by a scheduler is done, like a finished one: its run is kept and it is not rerun
@@ -138,11 +138,11 @@ def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], l
     trial reruns; runs of trials this command does not request are left alone. A finished or stopped trial
     whose spec changed since is an error: resuming means rerunning the same command.
     """
-    from suites.tracking import spec_hash
+    from suites.orchestration.tracking import spec_hash
 
     wanted = {s.name: spec_hash(dataclasses.asdict(s)) for s in specs}
     done: dict[str, str] = {}
-    stopped: list[dict] = []
+    stopped: list[StoppedTrial] = []
     for run in tracker.trial_runs(parent):
         trial = run.info.run_name
         if trial not in wanted:  # a trial of this suite that this command does not ask for: left as it is
@@ -154,13 +154,14 @@ def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[dict], l
             raise ValueError(f"cannot resume: trial {trial} finished with a different spec (changed options, steps "
                              "or seeds?); rerun the original command with --resume, or start a new suite without it")
         elif early:
-            stopped.append({"name": trial, "row": run.data.tags.get("method", ""), "run_id": run.info.run_id,
-                            "stopped_early": early, "step": int(run.data.metrics.get("stopped_at_step", 0)),
-                            "val_score": run.data.metrics.get("val_score", float("nan"))})
+            stopped.append(StoppedTrial(spec={}, name=trial, row=run.data.tags.get("method", ""),
+                                        run_id=run.info.run_id, stopped_early=early,
+                                        step=int(run.data.metrics.get("stopped_at_step", 0)),
+                                        val_score=run.data.metrics.get("val_score", float("nan"))))
         else:
             done[trial] = run.info.run_id
     records = [tracker.record_of(run_id) for run_id in done.values()]
-    kept = set(done) | {s["name"] for s in stopped}
+    kept = set(done) | {s.name for s in stopped}
     return records, stopped, [s for s in specs if s.name not in kept]
 
 
@@ -183,21 +184,23 @@ def run_suite(
     retries: int = 0,
     resume: bool = False,
     scheduler=None,
+    summarize: Callable[[list[TrialRecord]], dict[str, str]] | None = None,
 ) -> SuiteResult:
     """Run all trials; returns (records of finished trials, failures), and in ``.stopped`` the trials that
-    ``scheduler`` (a ``suites.experiments.Scheduler``, e.g. ASHA; default none) stopped early."""
+    ``scheduler`` (a ``suites.orchestration.experiments.Scheduler``, e.g. ASHA; default none) stopped early.
+    ``summarize(records)`` -> {file name: text}: files stored on the suite's run at the end (the ranking)."""
     import ray
     from ray import tune
 
-    from suites.tracking import Tracker
-    from suites.tracking import tracking_uri as resolve_uri
+    from suites.orchestration.tracking import Tracker
+    from suites.orchestration.tracking import tracking_uri as resolve_uri
 
     output_dir = Path(output_dir).expanduser().resolve()
     tracker = Tracker(resolve_uri(output_dir, tracking_uri), artifact_dir=output_dir / "mlartifacts")
     parent = tracker.latest_suite(name) if resume else None
-    records: list[dict] = []
-    failures: list[dict] = []
-    stopped: list[dict] = []
+    records: list[TrialRecord] = []
+    failures: list[FailedTrial] = []
+    stopped: list[StoppedTrial] = []
     if parent is None:
         parent = tracker.start_suite(name, {"trials": str(len(specs))})
     else:
@@ -238,19 +241,19 @@ def run_suite(
         tuner.fit()
         _print_overhead(records)
         for entry in stopped:
-            print(f"stopped early, not ranked: {entry['name']} at step {entry['step']}", flush=True)
+            print(f"stopped early, not ranked: {entry.name} at step {entry.step}", flush=True)
     except BaseException:
         status = "KILLED"
         raise
     finally:
-        if records:
-            tracker.log_ranking(parent, records)
+        if records and summarize is not None:
+            tracker.log_texts(parent, summarize(records))
         tracker.end_suite(parent, status if not failures else "FAILED")
     return SuiteResult(records, failures, stopped)
 
 
 def _tune_scheduler(scheduler, specs: list[TrialSpec]):
-    """Ray Tune's scheduler for a ``suites.experiments.Scheduler`` (None: FIFO). Time is optimizer steps
+    """Ray Tune's scheduler for a ``suites.orchestration.experiments.Scheduler`` (None: FIFO). Time is optimizer steps
     (the trials report ``step``); the metric is the validation score, higher is better."""
     if scheduler is None:
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import platform
 import resource
@@ -16,10 +15,10 @@ import torch
 
 from aurora.api import TargetingError, create_method, param_report, train_heads
 from aurora.checkpoint import load_trained, save_trained
-from aurora.registry import BENCHMARKS
 from suites.backbones import build_backbone
-from suites.retrieval import LossSettings
-from suites.train import TrainConfig, fit
+from suites.benchmarks import BENCHMARKS
+from suites.engine.loop import TrainConfig, fit
+from suites.record import TrialRecord, validation_score
 
 
 @dataclass
@@ -28,10 +27,10 @@ class TrialSpec:
     benchmark: str
     seed: int = 0
     method_options: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)  # TrainConfig overrides; "loss" holds LossSettings overrides
+    train: dict = field(default_factory=dict)  # TrainConfig overrides
     backbone: str = ""  # default: the benchmark's default backbone
     backbone_options: dict = field(default_factory=dict)
-    benchmark_options: dict = field(default_factory=dict)
+    benchmark_options: dict = field(default_factory=dict)  # task settings (k_test, ...) among them
     output_dir: str = "outputs"
     threads: int = 1
     label: str = ""  # the row name in tables: a variant such as "aurora-no-ice" (default: the method)
@@ -46,9 +45,7 @@ class TrialSpec:
         return f"{self.benchmark}--{self.row}--seed{self.seed}"
 
     def train_config(self) -> TrainConfig:
-        overrides = dict(self.train)
-        loss = LossSettings(**overrides.pop("loss", {}))
-        return TrainConfig(**overrides, loss=loss)
+        return TrainConfig(**self.train)
 
 
 def hardware() -> str:
@@ -62,6 +59,18 @@ def hardware() -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def prepare_backbones(specs: list[TrialSpec]) -> None:
+    """Pretrain the proxy backbones once, in the driver with a progress bar, before trials need them."""
+    needed = set()
+    for s in specs:
+        bench = BENCHMARKS.get(s.benchmark)(**s.benchmark_options)
+        # the task's model class: the VQA proxy grows from the retrieval one and pretrains its decoder
+        needed.add((s.backbone or bench.default_backbone, tuple(sorted(bench.backbone_options().items()))))
+    for name, options in sorted(needed):
+        if name == "proxy":
+            build_backbone("proxy", **dict(options))
 
 
 def build_trial(spec: TrialSpec):
@@ -81,7 +90,7 @@ def build_trial(spec: TrialSpec):
     return bench, splits, backbone, method
 
 
-def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | None = None) -> dict:
+def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | None = None) -> TrialRecord:
     """Build, adapt, train and evaluate; return everything the tracker and the reports need.
 
     ``on_validation(row, score)`` is called at every evaluation point of the training loop (every
@@ -100,41 +109,23 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | No
     weights = None
     if method.trains:
         def on_epoch(step: int, losses: dict) -> None:
-            val = bench.validate(model, backbone, val_data, cfg)
+            val = bench.validate(model, backbone, val_data)
             history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
             if on_validation is not None:
                 on_validation(history[-1], validation_score(history))
 
-        stats = fit(model, backbone, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
-                    objective=bench.objective(backbone, cfg))
+        stats = fit(model, bench.objective(backbone), train_data, cfg, seed=spec.seed, method=method,
+                    on_epoch=on_epoch)
         weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
-    metrics = bench.evaluate(model, backbone, test_data, cfg)
-    return {
-        "name": spec.name,
-        "row": spec.row,
-        "spec": dataclasses.asdict(spec),
-        "method_config": method.config.to_dict(),
-        "train_config": dataclasses.asdict(cfg),
-        "tier": bench.tier,
-        "task": bench.task,
-        "primary_metric": bench.primary_metric,
-        "backbone": backbone.source,
-        "params": report.to_dict(),
-        "history": history,
-        "val_score": validation_score(history),
-        "metrics": metrics,
-        "train_stats": stats,
-        "weights": weights,
-        "wall_time_s": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "hardware": hardware(),
-    }
-
-
-def validation_score(history: list[dict]) -> float:
-    """The last validation score of a trial's history (the first ``val_*`` entry of its last row), or NaN."""
-    last = history[-1] if history else {}
-    return next((float(v) for k, v in last.items() if k.startswith("val_")), math.nan)
+    metrics = bench.evaluate(model, backbone, test_data)
+    return TrialRecord(
+        name=spec.name, row=spec.row, spec=dataclasses.asdict(spec), method_config=method.config.to_dict(),
+        train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
+        primary_metric=bench.primary_metric, backbone=backbone.source, params=report.to_dict(), history=history,
+        val_score=validation_score(history), metrics=metrics, train_stats=stats, weights=weights,
+        wall_time_s=time.perf_counter() - start,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(),
+    )
 
 
 def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
@@ -145,4 +136,4 @@ def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
         if weights is None:
             raise ValueError(f"trial {spec.name} trained {spec.method} but has no saved weights")
         load_trained(backbone.model, weights)
-    return bench.evaluate(backbone.model.eval(), backbone, test_data, spec.train_config())
+    return bench.evaluate(backbone.model.eval(), backbone, test_data)

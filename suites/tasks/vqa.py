@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suites.metrics import vqa_accuracy
+from aurora import arch
+from suites.engine.loop import Objective, index_batches
+from suites.tasks.metrics import vqa_accuracy
+from suites.tasks.passes import image_grounded, visual_tokens
 
 SCORINGS = ("vqa", "exact")
 
@@ -94,23 +97,10 @@ def special_ids(backbone) -> tuple[int, int]:
     return int(first_and_last[0] if dec is None else dec), int(first_and_last[-1])
 
 
-def encode_visual(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) images -> (B, N, d); (B, T, 3, S, S) clips -> (B, T*N, d), every frame through the ViT."""
-    if pixels.dim() == 5:
-        b, t = pixels.shape[:2]
-        tokens = model.vision_model(pixel_values=pixels.flatten(0, 1)).last_hidden_state  # (B*T, N, d)
-        return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2])
-    return model.vision_model(pixel_values=pixels).last_hidden_state
-
-
 def encode_questions(model: nn.Module, backbone, visual: torch.Tensor, questions: Sequence[str]):
-    """Question states grounded in the visual tokens -> (B, L, d) states and their (B, L) mask."""
+    """Question states grounded in the visual tokens (B, N', d) -> (B, L, d) states and their (B, L) mask."""
     tok = backbone.tokenize(questions)
-    ids = tok["input_ids"].clone()
-    ids[:, 0] = backbone.enc_token_id  # BLIP's image-grounded encoder starts with [ENC]
-    visual_mask = torch.ones(visual.shape[:2], dtype=torch.long)
-    states = model.text_encoder(input_ids=ids, attention_mask=tok["attention_mask"],
-                                encoder_hidden_states=visual, encoder_attention_mask=visual_mask).last_hidden_state
+    states = image_grounded(model, visual, tok["input_ids"], tok["attention_mask"], backbone.enc_token_id)
     return states, tok["attention_mask"]
 
 
@@ -128,7 +118,7 @@ def answer_log_likelihood(model, states, state_mask, ids, mask) -> torch.Tensor:
     states/state_mask: (A, L, d)/(A, L), one question per answer; ids/mask: (A, La). Plain cross-entropy
     (no label smoothing), summed per answer as BLIP's ``reduction="none"`` does.
     """
-    logits = model.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=states,
+    logits = arch.text_decoder(model)(input_ids=ids, attention_mask=mask, encoder_hidden_states=states,
                                 encoder_attention_mask=state_mask).logits  # (A, La, V)
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (A, La-1)
     return (logp * mask[:, 1:]).sum(1)
@@ -137,7 +127,7 @@ def answer_log_likelihood(model, states, state_mask, ids, mask) -> torch.Tensor:
 def vqa_losses(model, backbone, pixels: torch.Tensor, questions: Sequence[str],
                targets: Sequence[tuple[list[str], list[float]]]) -> dict[str, torch.Tensor]:
     """BLIP's VQA loss: -sum over every question's answers of w * log p(answer), divided by B."""
-    visual = encode_visual(model, pixels)
+    visual = visual_tokens(model, pixels)
     states, state_mask = encode_questions(model, backbone, visual, questions)  # (B, L, d), (B, L)
     answers = [a for ans, _ in targets for a in ans]
     weights = torch.tensor([w for _, ws in targets for w in ws])  # (A,)
@@ -149,6 +139,23 @@ def vqa_losses(model, backbone, pixels: torch.Tensor, questions: Sequence[str],
     return {"loss": loss, "vqa_loss": loss.detach()}
 
 
+class VQAObjective(Objective):
+    """BLIP's weighted answer-generation loss. A batch is a set of question indices."""
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+
+    def batches(self, data: VQAData, batch_size: int, rng: np.random.Generator):
+        return index_batches(len(data.questions), min(batch_size, len(data.questions)), rng)
+
+    def losses(self, model, data: VQAData, idx: np.ndarray, gen, hooks=None) -> dict:
+        # training frames are drawn at random (videos); the draw follows the trial's torch generator
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=gen)))
+        pixels = self.backbone.pixels(data.visual_batch(idx, train=True, rng=rng))
+        return vqa_losses(model, self.backbone, pixels, [data.questions[i] for i in idx],
+                          [data.targets[i] for i in idx])
+
+
 # ---------------------------------------------------------------- inference
 
 
@@ -158,7 +165,7 @@ def rank_answers(model, states, state_mask, cand_ids, cand_mask, k: int) -> torc
     their full likelihood -> (B,) candidate indices. cand_ids/cand_mask: (C, La), starting with [DEC]."""
     b, k = states.shape[0], min(k, len(cand_ids))
     start = cand_ids[:1, :1].expand(b, 1)  # (B, 1) [DEC]
-    first = model.text_decoder(input_ids=start, encoder_hidden_states=states,
+    first = arch.text_decoder(model)(input_ids=start, encoder_hidden_states=states,
                                encoder_attention_mask=state_mask).logits[:, 0]  # (B, V)
     first = F.log_softmax(first.float(), dim=-1)[:, cand_ids[:, 1]]  # (B, C) log p(first answer token)
     top = first.topk(k, dim=1).indices  # (B, k)
@@ -177,7 +184,7 @@ def generate_answers(model, states, state_mask, dec_id: int, sep_id: int, max_le
     ids = torch.full((b, 1), dec_id, dtype=torch.long)
     done = torch.zeros(b, dtype=torch.bool)
     for _ in range(max_len - 1):
-        logits = model.text_decoder(input_ids=ids, encoder_hidden_states=states,
+        logits = arch.text_decoder(model)(input_ids=ids, encoder_hidden_states=states,
                                     encoder_attention_mask=state_mask).logits[:, -1]  # (B, V)
         nxt = torch.where(done, sep_id, logits.argmax(-1))
         ids = torch.cat([ids, nxt[:, None]], dim=1)
@@ -207,7 +214,7 @@ def predict(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10
     predictions: list[str] = []
     for start in range(0, len(data.questions), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data.questions)))
-        visual = encode_visual(model, backbone.pixels(data.visual_batch(idx, train=False)))
+        visual = visual_tokens(model, backbone.pixels(data.visual_batch(idx, train=False)))
         states, state_mask = encode_questions(model, backbone, visual, [data.questions[i] for i in idx])
         if data.answer_list is not None:
             best = rank_answers(model, states, state_mask, cand_ids, cand_mask, k_test)

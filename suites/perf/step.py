@@ -29,34 +29,38 @@ MMAP_THRESHOLD = str(128 * 1024)
 
 
 def _training_step(method: str, backbone: str, batch: int, threads: int):
-    """Build ``method`` on ``backbone`` -> (step function returning its seconds, method parameter count)."""
+    """Build ``method`` on ``backbone`` -> (step function returning its seconds, method parameter count).
+
+    A step is the engine's own ``train_step`` on the retrieval benchmark's objective (ITC + ITM with the
+    method's task hooks, AdamW), over random images and captions: the same code a trial runs."""
     import numpy as np
     import torch
 
     from aurora.api import create_method, param_report, train_heads
     from suites.backbones import build_backbone
     from suites.benchmarks import RetrievalBenchmark
-    from suites.retrieval import LossSettings, retrieval_losses
+    from suites.engine.loop import TrainConfig, make_optimizer, train_step
+    from suites.tasks.retrieval import LossSettings, RetrievalData
 
     torch.set_num_threads(threads)
     bb = build_backbone(backbone)
-    model = create_method(method).apply(bb.model)
+    chosen = create_method(method)
+    model = chosen.apply(bb.model)
     train_heads(model, RetrievalBenchmark.heads)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    bench = RetrievalBenchmark(loss=LossSettings(itm_negatives="random"))
+    objective = bench.objective(bb)
     rng = np.random.default_rng(0)
-    pixels = bb.pixels(rng.integers(0, 255, (batch, bb.image_size, bb.image_size, 3), dtype=np.uint8))
-    tok = bb.tokenize([f"a photo of thing {i} on a table" for i in range(batch)])
-    truth = torch.eye(batch, dtype=torch.bool)
+    data = RetrievalData(rng.integers(0, 255, (batch, bb.image_size, bb.image_size, 3), dtype=np.uint8),
+                         [f"a photo of thing {i} on a table" for i in range(batch)], np.arange(batch))
+    batches = objective.batches(data, batch, rng)
+    optimizer, _ = make_optimizer([p for p in model.parameters() if p.requires_grad], TrainConfig(lr=1e-5))
+    hooks = chosen.task_hooks()
     gen = torch.Generator().manual_seed(0)
     model.train()
 
     def step() -> float:
         start = time.perf_counter()
-        loss = retrieval_losses(model, pixels, tok["input_ids"], tok["attention_mask"], truth, torch.tensor(0.07),
-                                bb.enc_token_id, LossSettings(itm_negatives="random"), gen)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, objective, data, next(batches), gen, optimizer, hooks)
         return time.perf_counter() - start
 
     return step, param_report(model).method_trainable
@@ -135,7 +139,7 @@ def run(methods: list[str], backbone: str, batch: int, rounds: int, threads: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    from suites.trial import hardware
+    from suites.orchestration.trial import hardware
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--methods", nargs="+", default=["full_finetune", "lora", "aurora"])

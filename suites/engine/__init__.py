@@ -1,0 +1,1 @@
+"""The method- and task-agnostic training engine."""

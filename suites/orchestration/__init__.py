@@ -1,0 +1,1 @@
+"""Experiment specs, trials, the Ray Tune runner and MLflow tracking."""

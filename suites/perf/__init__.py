@@ -1,0 +1,1 @@
+"""Speed benchmarks (nox -s bench): the training step and the orchestration overhead."""

@@ -1,0 +1,1 @@
+"""Task math shared by benchmarks: retrieval and VQA losses and evaluation, metrics, video frames."""
