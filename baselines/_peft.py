@@ -1,4 +1,4 @@
-"""What the peft-backed baselines share: BLIP target regexes and injection into the bare model.
+"""What the peft-backed baselines share: ``PeftMethod`` and injection into the bare model.
 
 peft's tuners are used without the ``PeftModel`` wrapper, so the model keeps its own ``forward`` and the
 harness's losses. This module registers no method; the registry imports it like the method packages.
@@ -6,21 +6,42 @@ harness's losses. This module registers no method; the registry imports it like 
 
 from __future__ import annotations
 
+from dataclasses import field
+
+from peft import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from aurora.api import TargetingError, freeze
-
-# Regexes (peft full-matches them) over transformers' BLIP module names: the fused ViT qkv, and q/k/v of the
-# text self- and cross-attention in the text encoder and, in the VQA model, the answer decoder (text_decoder.bert).
-_TEXT = r"(text_encoder|text_decoder\.bert)\.encoder\.layer\.\d+"
-ATTENTION_TARGETS = (
-    rf".*(vision_model\.encoder\.layers\.\d+\.self_attn\.qkv|{_TEXT}\.(attention|crossattention)\.self\.(query|key|value))"
-)
+from aurora.api import Method, TargetingError, freeze
+from aurora.arch import architecture_of
 
 
-def inject(method: str, peft_config, model: nn.Module) -> BaseTuner:
+def target_modules_field():
+    """The ``target_modules`` option of every peft baseline: empty resolves, at ``apply``, to the attention
+    projections the model's architecture map names (in BLIP: the fused ViT q/k/v and q, k, v of the text
+    self- and cross-attention, answer decoder included)."""
+    return field(default="", metadata={
+        "help": "regex over module names (peft full-matches it); empty: the architecture's attention projections"})
+
+
+class PeftMethod(Method):
+    """A peft tuner added in place. Subclasses set ``name``, ``config_cls`` (whose ``target_modules`` comes from
+    ``target_modules_field``) and ``description``, and build peft's config in ``peft_config``."""
+
+    def peft_config(self, target_modules: str) -> PeftConfig:
+        raise NotImplementedError
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        self.build_tuner(model)
+        return model
+
+    def build_tuner(self, model: nn.Module) -> BaseTuner:
+        targets = self.config.target_modules or architecture_of(model).peft_targets
+        return inject(self.name, self.peft_config(targets), model)
+
+
+def inject(method: str, peft_config: PeftConfig, model: nn.Module) -> BaseTuner:
     """Freeze ``model``, add peft's layers in place and train exactly the tuner's own parameters.
 
     Builds the tuner directly rather than through ``inject_adapter_in_model``, which refuses tuners with

@@ -1,1 +1,14 @@
-"""Reports: tables and plots rebuilt from MLflow runs alone (no torch, no trial is rerun)."""
+"""Reports: tables and plots rebuilt from MLflow runs alone (no torch, no trial is rerun).
+
+Modules, each importing only those above it (and, from ``suites``, only the torch-free ``suites.record``):
+
+- ``frame``: the one frame of trials, from ``TrialRecord``s; mean and std over seeds
+- ``store``: the finished trials' records, read back from MLflow
+- ``reported``: published numbers from YAML files
+- ``grid``: a result table apart from its format (cells, best and second marks, reported rows)
+- ``render``: a grid as LaTeX or Markdown
+- ``specs``: which trials make which table, with which columns
+- ``tables``: the terminal ranking (text and CSV) and the Markdown retrieval overview
+- ``plots``: the parameters-vs-score and training-step plots
+- ``build``: ``write_report``, the whole report
+"""

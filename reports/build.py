@@ -1,6 +1,7 @@
-"""The whole report from a frame of trials: per (suite, tier) every table that its runs support (LaTeX, and
-Markdown in the summary), the parameters-vs-score plot, the training-step plot from ``suites.perf.step``'s JSON,
-and ``index.md``, one page that shows and links all of them."""
+"""The whole report, rebuilt from MLflow alone (``write_report``): the finished trials' records, as one frame, give
+per (suite, tier) every table that its runs support (LaTeX, and Markdown in the summary), the parameters-vs-score
+plot, the training-step plot from ``suites.perf.step``'s JSON, and ``index.md``, one page that shows and links all
+of them."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from reports import render
+from reports.frame import frame
 from reports.grid import Grid, reported_rows, reproduced_rows
+from reports.plots import efficiency, params_vs_score
+from reports.reported import load_reported
 from reports.specs import TABLES, TableSpec, reported_params
-
-# Retrieval overview with both protocols, loss and time per row (the README's results tables).
-OVERVIEW_METRIC = "itm_r_mean"
+from reports.store import load_records
+from reports.tables import markdown_table
 
 
 @dataclass
@@ -41,7 +44,7 @@ def caption(spec: TableSpec, trials: pd.DataFrame, suite: str, tier: str, report
 
 def rerank_score(trials: pd.DataFrame) -> str:
     """The re-ranking score the trials used (``rerank_itc_weight``: None is ITC's logit scale, 1/τ)."""
-    weights = sorted({str(w) for w in trials.get("rerank_itc_weight", pd.Series(dtype=object)).dropna()})
+    weights = sorted({str(w) for w in trials["rerank_itc_weight"].dropna()})
     texts = ["ITM logit + ITC cosine/τ" if w == "None" else f"ITM logit + {float(w):g} · ITC cosine"
              for w in weights]
     return f"Re-ranking score: {'; '.join(texts)}." if texts else "Re-ranking score not recorded."
@@ -62,9 +65,6 @@ def grid_for(spec: TableSpec, trials: pd.DataFrame, reported: pd.DataFrame, suit
 
 def write_section(trials: pd.DataFrame, reported: pd.DataFrame, suite: str, tier: str, out: Path) -> Section:
     """Every table and the bubble chart of one (suite, tier), written under ``out``."""
-    from reports.plots import params_vs_score
-    from reports.tables import markdown_table
-
     stem = f"{suite or 'runs'}_{tier}"
     section = Section(f"Suite {suite or 'unnamed'}, {tier} tier")
     for spec in TABLES:
@@ -73,8 +73,8 @@ def write_section(trials: pd.DataFrame, reported: pd.DataFrame, suite: str, tier
             path = out / f"{stem}_{spec.name}.tex"
             path.write_text(render.latex(grid))
             section.tables.append((grid, path))
-    if OVERVIEW_METRIC in trials and trials[OVERVIEW_METRIC].notna().any():
-        retrieval = trials[trials[OVERVIEW_METRIC].notna()]
+    retrieval = trials[trials["task"] == "retrieval"]  # the overview: both protocols, loss and time per row
+    if not retrieval.empty:
         hardware = "; ".join(sorted(retrieval["hardware"].unique()))
         (out / f"{stem}.md").write_text(f"Hardware: {hardware}\n\n{markdown_table(retrieval)}\n")
     if can_plot():
@@ -115,8 +115,6 @@ def _plot_lines(paths: list[Path], what: str) -> list[str]:
 def write_all(trials: pd.DataFrame, out: Path, reported: pd.DataFrame, bench_json: Path | None,
               origin: str) -> list[Path]:
     """Write the report under ``out`` -> its files: the LaTeX tables first, then plots, then ``index.md``."""
-    from reports.plots import efficiency
-
     out.mkdir(parents=True, exist_ok=True)
     sections = [write_section(part, reported, suite, tier, out)
                 for (suite, tier), part in trials.groupby([trials["suite"].fillna(""), "tier"], sort=True)]
@@ -125,3 +123,23 @@ def write_all(trials: pd.DataFrame, out: Path, reported: pd.DataFrame, bench_jso
     index.write_text(summary(sections, plots, origin) + "\n")
     tables = [p for s in sections for _, p in s.tables]
     return [*tables, *(p for s in sections for p in s.plots), *plots, index]
+
+
+def write_report(output_dir: str | Path, tracking_uri: str, experiment: str = "aurora-bench",
+                 reported: list[str | Path] | None = None, bench_json: str | Path | None = None) -> list[Path]:
+    """Rebuild the report under ``<output_dir>/reports`` from the MLflow runs alone (no trial is rerun).
+
+    ``tracking_uri``: the store, resolved by the caller. ``reported``: YAML files or folders of published numbers
+    (default: the packaged ``reports/reported/``; ``[]`` for none). ``bench_json``: ``suites.perf.step``'s output
+    for the training-step plot (default: ``<output_dir>/bench.json`` where it exists). Returns the files: LaTeX
+    tables first, plots, ``index.md``. Raises FileNotFoundError when the experiment has no finished trial.
+    """
+    records = load_records(tracking_uri, experiment)
+    if not records:
+        raise FileNotFoundError(f"no finished trial runs in experiment {experiment!r} at {tracking_uri}; "
+                                "run a suite first")
+    default_bench = Path(output_dir) / "bench.json"
+    bench = Path(bench_json) if bench_json else default_bench if default_bench.is_file() else None
+    origin = (f"Rebuilt from the MLflow runs at `{tracking_uri}` (experiment `{experiment}`, {len(records)} finished "
+              "trials); no trial was rerun.")
+    return write_all(frame(records), Path(output_dir) / "reports", load_reported(reported), bench, origin)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from reports.frame import summarize
+
 
 @dataclass(frozen=True)
 class Column:
@@ -58,8 +60,6 @@ def reproduced_rows(df: pd.DataFrame, groups: list[tuple[str, list[Column]]], st
                     order: Callable[[str, pd.DataFrame], tuple]) -> list[Row]:
     """One row per method of ``df`` (trials: benchmark, method, seed, metrics), ordered by ``order``,
     with each column's best and second-best means marked."""
-    from reports.tables import summarize
-
     metrics = sorted({c.metric for _, cols in groups for c in cols} & set(df.columns))
     table = summarize(df, metrics).set_index(["benchmark", "method"])
     methods = sorted(df["method"].unique(), key=lambda m: order(m, df[df["method"] == m]))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.tables import rank_table
+
 
 def _figure(width: float, height: float, panels: int = 1):
     """A figure with ``panels`` axes side by side, seaborn's paper style."""
@@ -34,13 +36,10 @@ def _save(fig, stem: Path) -> list[Path]:
 def score_by_method(df: pd.DataFrame) -> pd.DataFrame:
     """Per method: trainable parameters, the mean over benchmarks of the primary metric (each a mean over
     seeds), and the trials' mean peak memory (MB)."""
-    from reports.tables import rank_table
-
     ranks = rank_table(df)
     out = ranks.groupby("method").agg(params=("params_method_trainable", "first"), score=("score", "mean"),
                                       benchmarks=("benchmark", "nunique"))
-    memory = df.groupby("method")["peak_rss_mb"].mean() if "peak_rss_mb" in df else None
-    out["memory_mb"] = memory if memory is not None else 1.0
+    out["memory_mb"] = df.groupby("method")["peak_rss_mb"].mean()
     return out.reset_index()
 
 

@@ -1,7 +1,7 @@
 """Which trials make which table, and with which columns: image-text retrieval, video-text retrieval and
 VQA (one column group per benchmark, reported rows where published), and Aurora's two ablations (ICE/GQT and
-rank/core). Every selection reads only the logged metrics and options, so a table appears exactly when a
-suite's runs contain what it needs."""
+rank/core). Trials are chosen by their logged task (and, for retrieval, the modality ``reports.frame`` derives)
+and their method options, so a table appears exactly when a suite's runs contain what it needs."""
 
 from __future__ import annotations
 
@@ -30,20 +30,20 @@ def video_columns(protocol: str) -> list[Column]:
 VQA_COLUMNS = [Column("accuracy", "Acc.")]
 
 
-def _has(df: pd.DataFrame, metric: str) -> pd.Series:
-    return df[metric].notna() if metric in df else pd.Series(False, index=df.index)
+def _retrieval(df: pd.DataFrame, modality: str) -> pd.DataFrame:
+    return df[(df["task"] == "retrieval") & (df["modality"] == modality)]
 
 
 def video_trials(df: pd.DataFrame) -> pd.DataFrame:
-    return df[_has(df, "itm_img_r_mdr") | _has(df, "itc_img_r_mdr")]
+    return _retrieval(df, "video")
 
 
 def image_trials(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(_has(df, "itm_txt_r1") | _has(df, "itc_txt_r1")) & ~df.index.isin(video_trials(df).index)]
+    return _retrieval(df, "image")
 
 
 def vqa_trials(df: pd.DataFrame) -> pd.DataFrame:
-    return df[_has(df, "accuracy")]
+    return df[df["task"] == "vqa"]
 
 
 def headline_columns(part: pd.DataFrame) -> list[Column]:
@@ -62,7 +62,7 @@ def _option(df: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _aurora(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["registry_method"] == "aurora"] if "registry_method" in df else df.iloc[0:0]
+    return df[df["registry_method"] == "aurora"]
 
 
 def _same_options_as(df: pd.DataFrame, ref: pd.Series, ignore: set[str]) -> pd.DataFrame:

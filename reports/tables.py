@@ -1,75 +1,13 @@
-"""Trial results as a frame (from MLflow runs or in-memory records), mean +- std over seeds, the terminal
-ranking, and ``write_report``: the LaTeX tables, plots and summary page rebuilt from MLflow alone."""
+"""Plain-text tables from the frame of trials (``reports.frame``): the terminal ranking per benchmark, the same
+ranking as text and CSV for a suite's run, and the Markdown retrieval overview of the report."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-
-def frame_from_records(records: list[dict]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        spec = r["spec"]
-        rows.append({"benchmark": spec["benchmark"], "method": r["row"],
-                     "suite": spec.get("suite", ""), "seed": int(spec["seed"]),
-                     "tier": r["tier"], "hardware": r["hardware"], "primary_metric": r["primary_metric"],
-                     **r["metrics"], **{f"params_{k}": v for k, v in r["params"].items()},
-                     "itm_loss": r["train_stats"].get("itm_loss", np.nan), "wall_time_s": r["wall_time_s"],
-                     "rerank_itc_weight": str(r.get("train_config", {}).get("rerank_itc_weight"))})
-    return pd.DataFrame(rows)
-
-
-def frame_from_runs(tracking_uri: str, experiment: str = "aurora-bench") -> pd.DataFrame:
-    """Finished trial runs of an experiment; for repeated (benchmark, method, seed), the newest run."""
-    runs = _trial_runs(tracking_uri, experiment)
-    if runs.empty:
-        return pd.DataFrame()
-    runs = runs[runs["status"] == "FINISHED"].sort_values("start_time")
-    frame = pd.DataFrame({
-        "benchmark": runs["tags.benchmark"], "method": runs["tags.method"], "seed": runs["tags.seed"].astype(int),
-        "suite": runs["tags.suite"] if "tags.suite" in runs else "",
-        "tier": runs["tags.tier"], "hardware": runs["tags.hardware"], "primary_metric": runs["tags.primary_metric"],
-    })
-    for tag in ("task", "registry_method"):
-        frame[tag] = runs.get(f"tags.{tag}")
-    frame["rerank_itc_weight"] = runs.get("params.train.rerank_itc_weight")  # as logged: "None", "1.0"
-    for col in runs.columns:
-        if col.startswith("metrics.") and not col.startswith("metrics.epoch_"):
-            frame[col.removeprefix("metrics.")] = runs[col].astype(float)
-        elif col.startswith("params.method."):  # the method's options, as logged (strings: "True", "8")
-            frame["option." + col.removeprefix("params.method.")] = runs[col]
-    return frame.drop_duplicates(["suite", "benchmark", "method", "seed"], keep="last").reset_index(drop=True)
-
-
-def _trial_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
-    """The trial runs in ``mlflow.search_runs``'s pandas layout, read through a client of ``tracking_uri``
-    (``mlflow.set_tracking_uri`` would leave MLFLOW_TRACKING_URI set for the rest of the process)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    rows, token = [], None
-    while found is not None:
-        page = client.search_runs([found.experiment_id], "tags.kind = 'trial'", page_token=token)
-        rows += [{"status": run.info.status, "start_time": run.info.start_time,
-                  **{f"tags.{k}": v for k, v in run.data.tags.items()},
-                  **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
-                  **{f"params.{k}": v for k, v in run.data.params.items()}} for run in page]
-        token = page.token
-        if not token:
-            break
-    return pd.DataFrame(rows)
-
-
-def summarize(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds per (benchmark, method): columns '<c>' and '<c>_std', plus 'seeds'."""
-    grouped = df.groupby(["benchmark", "method"])
-    mean = grouped[columns].mean()
-    std = grouped[columns].std(ddof=1).fillna(0.0).add_suffix("_std")
-    return pd.concat([mean, std, grouped.size().rename("seeds")], axis=1).reset_index()
+from reports.frame import frame, summarize
+from suites.record import FailedTrial, TrialRecord
 
 
 def rank_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -117,11 +55,19 @@ def ranking_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def print_ranking(records: list[dict], failures: list[dict]) -> None:
+def ranking(records: list[TrialRecord]) -> tuple[str, pd.DataFrame]:
+    """-> (the ranking text ``print_ranking`` prints, ``rank_table``: one row per (benchmark, method)); records:
+    at least one."""
+    trials = frame(records)
+    return ranking_text(trials), rank_table(trials)
+
+
+def print_ranking(records: list[TrialRecord], failures: list[FailedTrial]) -> None:
+    """The ranking of the finished trials, then one line per failed trial."""
     if records:
-        print(ranking_text(frame_from_records(records)))
+        print(ranking_text(frame(records)))
     for f in failures:
-        print(f"FAILED {f['name']}: {f['reason']}")
+        print(f"FAILED {f.name}: {f.reason}")
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -141,26 +87,3 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def _pm(row, col: str, digits: int) -> str:
     return f"{row[col]:.{digits}f} ± {row[col + '_std']:.{digits}f}"
-
-
-def write_report(output_dir: str | Path, tracking_uri: str | None = None, experiment: str = "aurora-bench",
-                 reported: list[str | Path] | None = None, bench_json: str | Path | None = None) -> list[Path]:
-    """Rebuild the report under ``<output_dir>/reports`` from the MLflow runs alone (no trial is rerun).
-
-    ``reported``: YAML files or folders of published numbers (default: the packaged ``reports/reported/``;
-    ``[]`` for none). ``bench_json``: ``suites.perf.step``'s output for the training-step plot (default:
-    ``<output_dir>/bench.json`` where it exists). Returns the files: LaTeX tables first, plots, ``index.md``.
-    """
-    from reports.build import write_all
-    from reports.reported import load_reported
-    from suites.orchestration.tracking import tracking_uri as resolve_uri
-
-    uri = resolve_uri(output_dir, tracking_uri)
-    df = frame_from_runs(uri, experiment)
-    if df.empty:
-        raise FileNotFoundError(f"no finished trial runs in experiment {experiment!r} at {uri}; run a suite first")
-    default_bench = Path(output_dir) / "bench.json"
-    bench = Path(bench_json) if bench_json else default_bench if default_bench.is_file() else None
-    origin = (f"Rebuilt from the MLflow runs at `{uri}` (experiment `{experiment}`, {len(df)} finished trials); "
-              "no trial was rerun.")
-    return write_all(df, Path(output_dir) / "reports", load_reported(reported), bench, origin)

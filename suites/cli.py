@@ -55,7 +55,7 @@ def _blip_base_trainable(name: str) -> str:
             method = aurora.create_method(name)
             method.apply(model)
         if method.trains:
-            train_heads(model, RetrievalBenchmark.heads)
+            train_heads(model, RetrievalBenchmark.heads(model))
         report = aurora.param_report(model)
     except Exception as err:  # a method that cannot run on meta tensors is still listed
         return f"n/a ({type(err).__name__})"
@@ -66,18 +66,18 @@ def _cmd_params(args) -> int:
     import aurora
     from aurora.api import train_heads
     from suites.backbones import build_backbone
-    from suites.benchmarks import RetrievalBenchmark
+    from suites.benchmarks import RetrievalBenchmark, VQABenchmark
 
     # The benchmark heads each task trains for every method: BLIP's VQA has none apart from its answer decoder.
-    heads = {"retrieval": RetrievalBenchmark.heads, "vqa": ()}
-    if args.task not in heads:
-        raise UnknownNameError(f"unknown task {args.task!r}; valid tasks: {', '.join(heads)}")
+    tasks = {"retrieval": RetrievalBenchmark, "vqa": VQABenchmark}
+    if args.task not in tasks:
+        raise UnknownNameError(f"unknown task {args.task!r}; valid tasks: {', '.join(tasks)}")
     options = json.loads(args.options) if args.options else {}
     method = aurora.create_method(args.method, **options)
     backbone = build_backbone(args.backbone, task=args.task)
     method.apply(backbone.model)
     if method.trains:
-        train_heads(backbone.model, heads[args.task])
+        train_heads(backbone.model, tasks[args.task].heads(backbone.model))
     report = aurora.param_report(backbone.model).to_dict()
     if args.json:
         print(json.dumps(report))
@@ -87,7 +87,16 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def ranking_files(records) -> dict[str, str]:
+    """The suite's ranking as the files stored on its MLflow run."""
+    from reports.tables import ranking
+
+    text, table = ranking(records)
+    return {"ranking.txt": text + "\n", "ranking.csv": table.to_csv(index=False)}
+
+
 def _cmd_suite(args) -> int:
+    from reports.tables import print_ranking
     from suites.orchestration import experiments
     from suites.orchestration.runner import run_suite
     from suites.orchestration.tracking import check_reachable, tracking_uri
@@ -141,11 +150,14 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from reports.build import write_report
     from reports.reported import ReportedError
+    from suites.orchestration.tracking import tracking_uri
 
     reported = [] if args.no_reported else args.reported
     try:
-        paths = write_report(args.output, args.tracking_uri, args.experiment, reported, args.bench)
+        paths = write_report(args.output, tracking_uri(args.output, args.tracking_uri), args.experiment, reported,
+                             args.bench)
     except (ReportedError, FileNotFoundError) as err:  # no runs yet, or a malformed file of published numbers
         print(f"aurora-bench: error: {err}", file=sys.stderr)
         return 2

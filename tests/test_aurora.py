@@ -112,7 +112,7 @@ def blip_base_on_meta(task: str, **options) -> torch.nn.Module:
     """The BLIP-base architecture without allocating its weights: enough to count parameters."""
     from transformers import BlipConfig
 
-    from suites.backbones import from_config
+    from suites.backbones.blip import from_config
 
     with torch.device("meta"):
         model = from_config(BlipConfig(), task=task)
@@ -166,10 +166,14 @@ def test_decode_delta_with_a_kv_cache(mode):
 def test_ice_shifts_positive_rows_only():
     method = aurora.create_method("aurora", ice_alpha=0.5)
     fused, text = torch.zeros(6, 4), torch.ones(3, 4) * 2
-    out = method.itm_features(fused, text, n_pos=2)
+    hook = method.task_hooks()["itm_features"]
+    assert hook == method.informative_context
+    out = hook(fused, text, n_pos=2)
     assert torch.equal(out[:2], torch.ones(2, 4)) and torch.equal(out[2:], torch.zeros(4, 4))
-    off = aurora.create_method("aurora", ice=False).itm_features(fused, text, n_pos=2)
-    assert torch.equal(off, fused)
+
+
+def test_no_task_hook_without_ice():
+    assert aurora.create_method("aurora", ice=False).task_hooks() == {}
 
 
 def test_adapter_only_checkpoint_is_small_and_reloads_exactly(tmp_path):
@@ -180,7 +184,7 @@ def test_adapter_only_checkpoint_is_small_and_reloads_exactly(tmp_path):
     backbone = build_backbone("blip-base")
     method = aurora.create_method("aurora", rank=32)
     method.apply(backbone.model)
-    train_heads(backbone.model, RetrievalBenchmark.heads)
+    train_heads(backbone.model, RetrievalBenchmark.heads(backbone.model))
     path = save_trained(backbone.model, tmp_path / "aurora.safetensors", method, heads=False)
     assert path.stat().st_size <= 1_000_000  # 125,696 fp32 values + header
 
@@ -188,7 +192,7 @@ def test_adapter_only_checkpoint_is_small_and_reloads_exactly(tmp_path):
         torch.manual_seed(seed)
         model = build_backbone("test-tiny", hidden=32, mlp=128).model
         aurora.create_method("aurora", rank=4).apply(model)
-        train_heads(model, RetrievalBenchmark.heads)
+        train_heads(model, RetrievalBenchmark.heads(model))
         return model.eval()
 
     model = adapted(0)

@@ -4,6 +4,7 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
+from suites.cli import ranking_files
 from suites.orchestration.experiments import Scheduler
 from suites.orchestration.runner import run_suite
 from suites.orchestration.trial import TrialSpec
@@ -26,12 +27,13 @@ def specs() -> list[TrialSpec]:
 def test_asha_stops_the_worse_trial_and_resume_keeps_it(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     asha = Scheduler(grace_period=4, reduction_factor=2)  # rungs at step 4 (below max_t = 8 steps)
-    result = run_suite(specs(), "asha-test", output_dir=tmp_path, tracking_uri=uri, max_concurrent=1, scheduler=asha)
+    result = run_suite(specs(), "asha-test", output_dir=tmp_path, tracking_uri=uri, max_concurrent=1, scheduler=asha,
+                       summarize=ranking_files)
     records, failures = result
     assert not failures
-    assert [r["row"] for r in records] == ["lora-val2"]
+    assert [r.row for r in records] == ["lora-val2"]
     assert [s.name for s in result.stopped] == ["test-tiny--lora-val30--seed0"]
-    assert result.stopped[0]["step"] == 4  # stopped at the rung, not trained to the end
+    assert result.stopped[0].step == 4  # stopped at the rung, not trained to the end
 
     client = MlflowClient(uri)
     runs = {r.info.run_name: r for r in client.search_runs(
@@ -49,5 +51,5 @@ def test_asha_stops_the_worse_trial_and_resume_keeps_it(tmp_path):
 
     # stopped = done: a resume reruns nothing and keeps both runs as they are
     again = run_suite(specs(), "asha-test", output_dir=tmp_path, tracking_uri=uri, resume=True, scheduler=asha)
-    assert len(again[0]) == 1 and [s["run_id"] for s in again.stopped] == [stopped.info.run_id]
+    assert len(again[0]) == 1 and [s.run_id for s in again.stopped] == [stopped.info.run_id]
     assert len(client.search_runs([stopped.info.experiment_id], filter_string="tags.kind = 'trial'")) == 2

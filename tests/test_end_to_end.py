@@ -5,7 +5,10 @@ import json
 import mlflow
 import pytest
 
-from reports.tables import frame_from_runs, write_report
+from reports.build import write_report
+from reports.frame import frame
+from reports.store import load_records
+from suites.cli import ranking_files
 from suites.orchestration.runner import run_suite
 from suites.orchestration.trial import TrialSpec
 
@@ -23,7 +26,8 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     # a trial that diverges (an absurd learning rate): its non-finite loss fails it, after one retry
     diverging = {**TINY, "train": {**TINY["train"], "lr": 1e30}}
     specs.append(TrialSpec(method="full_finetune", benchmark="test-tiny", seed=9, **diverging))
-    records, failures = run_suite(specs, "e2e", output_dir=tmp_path, cpus_per_trial=1, retries=1)
+    records, failures = run_suite(specs, "e2e", output_dir=tmp_path, cpus_per_trial=1, retries=1,
+                                  summarize=ranking_files)
 
     assert len(records) == 6 and len(failures) == 2
     reasons = {f.name: f.reason for f in failures}
@@ -62,7 +66,7 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
                                output_format="pandas")
     assert {"ranking.txt", "ranking.csv"} <= {a.path for a in client.list_artifacts(suite["run_id"].item())}
 
-    df = frame_from_runs(uri)
+    df = frame(load_records(uri))
     assert sorted(df["method"].unique()) == ["aurora", "frozen", "lora"]
     paths = write_report(tmp_path, uri)
     text = paths[0].read_text()

@@ -31,7 +31,7 @@ def adapted(name, seed=0):
     method = aurora.create_method(name)
     model = method.apply(backbone.model)
     if method.trains:
-        train_heads(model, RetrievalBenchmark.heads)
+        train_heads(model, RetrievalBenchmark.heads(model))
     return method, model.eval()
 
 
@@ -42,7 +42,7 @@ def test_registry_has_the_foundation_methods():
 @pytest.mark.parametrize("name", ALL)
 def test_backbone_frozen_unless_the_method_trains_it(name):
     method, model = adapted(name)
-    heads = RetrievalBenchmark.heads if method.trains else ()
+    heads = RetrievalBenchmark.heads(model) if method.trains else ()
     for pname, p in model.named_parameters():
         in_head = any(pname.startswith(h + ".") for h in heads)
         if getattr(p, _BACKBONE_TAG, False) and not in_head and not method.tunes_backbone:
@@ -115,7 +115,7 @@ def test_param_report_counts_shared_tensors_once():
     shared = sum(p.numel() for p in model.aurora_shared.parameters())
     per_layer = sum(p.numel() for n, p in model.named_parameters() if "aurora_p" in n or "aurora_gqt" in n)
     assert report.method_trainable == shared + per_layer
-    assert report.head_trainable == sum(p.numel() for h in RetrievalBenchmark.heads
+    assert report.head_trainable == sum(p.numel() for h in RetrievalBenchmark.heads(model)
                                         for p in model.get_submodule(h).parameters())
     assert report.total == sum(p.numel() for p in build_backbone("test-tiny").model.parameters())
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aurora.api import TargetingError
-from suites.backbones import Backbone, blip_config, from_config
+from suites.backbones import Backbone
+from suites.backbones.blip import blip_config, from_config
 from suites.engine.loop import TrainConfig
 from suites.orchestration.trial import TrialSpec, build_trial, run_trial
 from suites.synthetic import qa, world

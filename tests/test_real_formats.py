@@ -68,7 +68,7 @@ def test_loader_trains_and_evaluates(name, writer, tmp_path, tiny):
         assert train.texts[0] == "a photo number 0 0"
     method = aurora.create_method("lora", r=2)
     method.apply(tiny.model)
-    train_heads(tiny.model, bench.heads)
+    train_heads(tiny.model, bench.heads(tiny.model))
     objective = RetrievalObjective(tiny, torch.tensor(0.07), LossSettings())
     fit(tiny.model, objective, train, TrainConfig(steps=1, batch_size=4, warmup=1, eval_every=1))
     metrics = evaluate(tiny.model, tiny, test, k_test=3)

@@ -1,18 +1,31 @@
 """Reports rebuilt from a real sqlite MLflow store of fixture trial runs (logged through ``Tracker``, as a
-suite logs them): every table, the reported rows, the plots, the summary page, and the LaTeX through pdflatex."""
+suite logs them): every table, the reported rows, the plots, the summary page, and the LaTeX through pdflatex;
+the terminal ranking from the same frame; and the package's import rules (one-way, never torch)."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import math
 import re
 import shutil
 import subprocess
+import sys
+from graphlib import TopologicalSorter
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from reports.build import write_report
+from reports.frame import frame
 from reports.grid import Cell, Column, Row, mark_best
 from reports.reported import ReportedError, load_reported
+from reports.specs import image_trials, video_trials, vqa_trials
+from reports.store import load_records
+from reports.tables import print_ranking, ranking
+from suites.record import FailedTrial, TrialRecord
 
 HARDWARE = "fixture CPU, 2 cores"
 # row -> (registry method, options, trainable parameters, quality in (0, 1): sets every metric)
@@ -54,22 +67,28 @@ def _metrics(kind: str, q: float, seed: int) -> dict:
     return out
 
 
+# The benchmarks' task settings, as ``Benchmark.task_config()`` logs them.
+LOSS = {"itm_weight": 1.0, "itm_negatives": "mixed", "temp_min": 0.03, "itm_anchors": 0}
+VQA_TASK = {"k_test": 16, "max_answer_tokens": 10}
+
+
 def _record(suite: str, tier: str, kind: str, bench: str, row: str, method: str, options: dict, trainable: int,
-            q: float, seed: int) -> dict:
-    return {
-        "name": f"{bench}--{row}--seed{seed}", "row": row,
-        "spec": {"method": method, "benchmark": bench, "seed": seed, "suite": suite, "method_options": options},
-        "method_config": options,
-        # the video fixtures re-rank with BLIP's score, the others with the default (ITC as a logit)
-        "train_config": {"steps": 3, "lr": 1e-3, "rerank_itc_weight": 1.0 if suite == "video" else None},
-        "tier": tier, "task": "vqa" if kind == "vqa" else "retrieval",
-        "primary_metric": "accuracy" if kind == "vqa" else "itm_r_mean", "backbone": "fixture",
-        "params": {"method_trainable": trainable, "head_trainable": 0, "total": 1_523_458,
-                   "percent": 100 * trainable / 1_523_458},
-        "history": [{"step": 2, "loss": 1.0}], "metrics": _metrics(kind, q, seed),
-        "train_stats": {"itm_loss": 0.5} if trainable else {}, "weights": None,
-        "wall_time_s": 1.0, "peak_rss_mb": 300 + trainable / 1e4, "hardware": HARDWARE,
-    }
+            q: float, seed: int) -> TrialRecord:
+    # the video fixtures re-rank with BLIP's score, the others with the default (ITC as a logit)
+    retrieval_task = {"k_test": 16, "rerank_itc_weight": 1.0 if suite == "video" else None, "loss": LOSS}
+    return TrialRecord(
+        name=f"{bench}--{row}--seed{seed}", row=row,
+        spec={"method": method, "benchmark": bench, "seed": seed, "suite": suite, "method_options": options},
+        method_config=options, train_config={"steps": 3, "lr": 1e-3},
+        task_config=VQA_TASK if kind == "vqa" else retrieval_task,
+        tier=tier, task="vqa" if kind == "vqa" else "retrieval",
+        primary_metric="accuracy" if kind == "vqa" else "itm_r_mean", backbone="fixture",
+        params={"method_trainable": trainable, "head_trainable": 0, "total": 1_523_458,
+                "percent": 100 * trainable / 1_523_458},
+        history=[{"step": 2, "loss": 1.0}], metrics=_metrics(kind, q, seed),
+        train_stats={"itm_loss": 0.5} if trainable else {}, weights=None,
+        wall_time_s=1.0, peak_rss_mb=300 + trainable / 1e4, hardware=HARDWARE,
+    )
 
 
 def _records():
@@ -85,6 +104,13 @@ def _records():
                                       q, seed)
 
 
+def _stale_run() -> TrialRecord:
+    """An earlier run of a fixture trial, far better than its rerun: the report must show the rerun only."""
+    stale = _record("retrieval", "proxy", "image", "proxy-coco", "aurora", "aurora", METHODS["aurora"][1],
+                    METHODS["aurora"][2], 0.99, 0)
+    return dataclasses.replace(stale, wall_time_s=5.0)  # started well before the rerun
+
+
 BENCH = {"hardware": HARDWARE, "rows": [
     {"method": m, "backbone": b, "batch": 2, "rounds": 2, "threads": 2, "step_time_s": t,
      "step_times_s": [t, t * 1.1], "method_trainable": 1, "peak_rss_default_malloc_mb": 900.0, "peak_rss_mb": mem}
@@ -95,22 +121,21 @@ BENCH = {"hardware": HARDWARE, "rows": [
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """Fixture runs in a fresh sqlite store, then ``aurora-bench report`` -> (output dir, written paths, uri)."""
-    from suites.cli import main
+    """Fixture runs in a fresh sqlite store, then ``write_report`` -> (output dir, written paths, uri)."""
     from suites.orchestration.tracking import Tracker
 
     out = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{out / 'mlflow.db'}"
     tracker = Tracker(uri, artifact_dir=out / "mlartifacts")
-    parents = {}
+    parents = {"retrieval": tracker.start_suite("retrieval", {"suite": "retrieval"})}
+    tracker.log_trial(parents["retrieval"], _stale_run())
     for suite, record in _records():
         parents.setdefault(suite, tracker.start_suite(suite, {"suite": suite}))
         tracker.log_trial(parents[suite], record)
     for run_id in parents.values():
         tracker.end_suite(run_id)
     (out / "bench.json").write_text(json.dumps(BENCH))
-    assert main(["report", "--output", str(out), "--tracking-uri", uri]) == 0
-    return out, sorted((out / "reports").iterdir()), uri
+    return out, sorted(write_report(out, uri)), uri
 
 
 def _tex(report, name: str) -> str:
@@ -226,11 +251,80 @@ def test_every_table_compiles_with_pdflatex(report, tmp_path):
         assert (tmp_path / f"{tex.stem}_doc.pdf").stat().st_size > 0
 
 
-def test_report_without_runs_is_one_clear_error(tmp_path, capsys):
-    from suites.cli import main
+def test_report_without_runs_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished trial runs"):
+        write_report(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
 
-    assert main(["report", "--output", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"]) == 2
-    assert "no finished trial runs" in capsys.readouterr().err
+
+def test_the_report_reads_the_records_the_suite_ranked(report):
+    """The store gives back the logged records (the newest run of a repeated trial), so the report's frame is
+    the frame of the suite's own ranking."""
+    logged = [record for _, record in _records()]
+    loaded = load_records(report[2])
+    assert all(r.run_id for r in loaded)
+    pd.testing.assert_frame_equal(frame(loaded), frame(logged))
+
+
+def test_ranking_text_and_csv_come_from_the_records(capsys):
+    records = [r for _, r in _records() if r.spec["suite"] == "vqa"]
+    text, table = ranking(records)
+    print_ranking(records, [FailedTrial(spec={}, name="vqav2--lora--seed9", row="lora", error="...", reason="boom")])
+    assert capsys.readouterr().out == text + "\nFAILED vqav2--lora--seed9: boom\n"
+    assert "vqav2  (ranked by accuracy; mean +- std over seeds)" in text
+    assert list(table.loc[table["benchmark"] == "vqav2", "method"]) == ["aurora", "lora", "frozen"]
+    assert table["seeds"].tolist() == [2, 2, 1, 2, 2, 1]
+
+
+def test_task_settings_are_read_where_the_record_keeps_them():
+    """``task_config`` first; records logged before task settings had their own section keep them in
+    ``train_config``; NaN where neither has the setting."""
+    base = next(r for _, r in _records())
+    new = dataclasses.replace(base, task_config={"rerank_itc_weight": 1.0}, train_config={"rerank_itc_weight": 0.5})
+    before_split = {k: v for k, v in base.to_dict().items() if k != "task_config"}
+    old = TrialRecord.from_dict({**before_split, "train_config": {"steps": 3, "rerank_itc_weight": None}})
+    neither = dataclasses.replace(base, task_config={}, train_config={})
+    weights = frame([new, old, neither])["rerank_itc_weight"].tolist()
+    assert weights[:2] == ["1.0", "None"] and math.isnan(weights[2])
+
+
+def test_tables_select_trials_by_task_and_retrieval_modality():
+    trials = frame([r for _, r in _records()])
+    assert set(image_trials(trials)["benchmark"]) == {"proxy-coco", "proxy-flickr"}
+    assert set(video_trials(trials)["benchmark"]) == {"msrvtt", "didemo"}  # they log the median rank
+    assert set(vqa_trials(trials)["benchmark"]) == {"vqav2", "msrvtt-qa"}
+
+
+def _reports_modules() -> dict[str, Path]:
+    import reports
+
+    return {f"reports.{p.stem}": p for p in sorted(Path(reports.__file__).parent.glob("*.py")) if p.stem != "__init__"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_reports_modules_import_one_way_and_from_suites_only_the_records():
+    modules = _reports_modules()
+    imports = {m: _imports(p) for m, p in modules.items()}
+    for m, found in imports.items():
+        assert all(i.startswith("suites.record") for i in found if i.split(".")[0] == "suites"), m
+    # raises CycleError naming the cycle
+    tuple(TopologicalSorter({m: {i for i in found if i in modules and i != m} for m, found in imports.items()})
+          .static_order())
+
+
+def test_importing_reports_never_imports_torch():
+    code = f"import sys, {', '.join(_reports_modules())}; assert 'torch' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_packaged_reported_numbers_are_the_published_claims_only():

@@ -124,11 +124,12 @@ class GatedQuery(nn.Module):
         self.aurora_gqt = nn.Parameter(torch.randn(4, d) * init_std)  # gamma_s, beta_s, gamma_c, beta_c
         self._a_s = self._a_c = None
 
-    def attach(self, layer: nn.Module) -> None:
+    def attach(self, layer: nn.Module, self_attention: nn.Module, cross_attention: nn.Module) -> None:
+        """Hook the text layer and its two attention sub-layers (each returns (output, ...))."""
         layer.aurora_gqt = self
         layer.register_forward_pre_hook(self._reset)
-        layer.attention.register_forward_hook(lambda m, i, out: setattr(self, "_a_s", out[0]))
-        layer.crossattention.register_forward_hook(lambda m, i, out: setattr(self, "_a_c", out[0]))
+        self_attention.register_forward_hook(lambda m, i, out: setattr(self, "_a_s", out[0]))
+        cross_attention.register_forward_hook(lambda m, i, out: setattr(self, "_a_c", out[0]))
         layer.register_forward_hook(self._add)
 
     def _reset(self, module, args):

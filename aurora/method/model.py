@@ -1,13 +1,13 @@
-"""Aurora's ``apply``: inject mode-approximation deltas and GQT into a BLIP model, owning U, V, core once."""
+"""Aurora's ``apply``: inject mode-approximation deltas and GQT into a vision-language model, owning U, V, core
+once. What it adapts is found through the model's architecture map (``aurora.arch``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.models.blip.modeling_blip import BlipAttention, BlipMLP
-from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
 from aurora.api import Method, TargetingError, freeze, register_method
+from aurora.arch import Architecture, architecture_of, replace_module
 from aurora.method.config import AuroraConfig
 from aurora.method.layer import GatedQuery, MlpIn, MlpOut, SharedFactors, TextLinear, ViTLinear
 
@@ -27,54 +27,65 @@ class Aurora(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg = self.config
+        arch = architecture_of(model)
+        self._check_cross_attention(arch)
         freeze(model)
-        d = _hidden_size(model)
-        shared = SharedFactors(d, cfg.rank, cfg.core)
-        n_vision = self._adapt_vision(model, shared) if cfg.vision_targets else 0
-        n_text = self._adapt_text(model, shared) if cfg.text_targets else 0
+        shared = SharedFactors(arch.hidden_size(model), cfg.rank, cfg.core)
+        n_vision = self._adapt_vision(model, arch, shared) if cfg.vision_targets else 0
+        n_text = self._adapt_text(model, arch, shared) if cfg.text_targets else 0
         if n_vision + n_text == 0:
-            raise TargetingError(
-                "Aurora found no layer to adapt (expected BLIP's BlipAttention/BlipMLP or BlipTextLayer modules)"
-            )
+            raise TargetingError(f"aurora found no layer to adapt in this {arch.name!r} model (vision_targets="
+                                 f"{list(cfg.vision_targets)}, text_targets={list(cfg.text_targets)})")
         model.aurora_shared = shared
         return model
 
-    def _adapt_vision(self, model: nn.Module, shared: SharedFactors) -> int:
+    def _check_cross_attention(self, arch: Architecture) -> None:
+        """GQT gates the cross-attention output and ICE shifts image-grounded [CLS] states: both need a family
+        whose text layers cross-attend to the image."""
+        needs = [part for part, on in (("GQT (gqt=True)", self.config.gqt), ("ICE (ice=True)", self.config.ice)) if on]
+        if needs and arch.text.cross_attention is None:
+            raise TargetingError(f"aurora: {' and '.join(needs)} need text cross-attention, which architecture "
+                                 f"{arch.name!r} does not have")
+
+    def _adapt_vision(self, model: nn.Module, arch: Architecture, shared: SharedFactors) -> int:
         cfg, n = self.config, 0
-        for module in list(model.modules()):
-            if isinstance(module, BlipAttention):
-                wraps = {"qkv": ("qkv", ViTLinear, 3), "proj": ("projection", ViTLinear, 1)}
-            elif isinstance(module, BlipMLP):
-                chunks = module.fc1.out_features // module.fc1.in_features
-                if chunks * module.fc1.in_features != module.fc1.out_features:
-                    raise ValueError("Aurora's MLP chunking needs an intermediate size that is a multiple of d")
-                wraps = {"fc1": ("fc1", MlpIn, chunks), "fc2": ("fc2", MlpOut, chunks)}
-            else:
-                continue
-            for target, (attr, cls, k) in wraps.items():
+        for layer in arch.vit_layers(model):
+            for target, path, cls, k in self._vision_sites(arch, layer):
                 if target in cfg.vision_targets:
-                    setattr(module, attr, cls(getattr(module, attr), shared, k, cfg.dropout))
+                    replace_module(layer, path, cls, shared, k, cfg.dropout)
                     n += 1
         return n
 
-    def _adapt_text(self, model: nn.Module, shared: SharedFactors) -> int:
+    def _vision_sites(self, arch: Architecture, layer: nn.Module) -> list[tuple[str, str, type, int]]:
+        """(target, path from the layer, wrapper, k chunks) of one ViT layer, in the order the official code
+        draws their mode vectors: q/k/v, output projection, fc1, fc2."""
+        vit, targets = arch.vision, self.config.vision_targets
+        if "qkv" in targets and vit.qkv is None:
+            raise TargetingError(f"aurora: vision target 'qkv' needs a fused q/k/v Linear, which the ViT of "
+                                 f"architecture {arch.name!r} does not have")
+        sites = [("qkv", vit.qkv, ViTLinear, 3), ("proj", vit.attention_out, ViTLinear, 1)]
+        if "fc1" in targets or "fc2" in targets:
+            chunks = _mlp_chunks(arch, layer)
+            sites += [("fc1", vit.mlp_in, MlpIn, chunks), ("fc2", vit.mlp_out, MlpOut, chunks)]
+        return sites
+
+    def _adapt_text(self, model: nn.Module, arch: Architecture, shared: SharedFactors) -> int:
         cfg, n = self.config, 0
-        layers = [m for m in model.modules() if isinstance(m, BlipTextLayer)]
-        decoder_layers = {id(m) for d in model.modules() if isinstance(d, BlipTextLMHeadModel)
-                          for m in d.modules() if isinstance(m, BlipTextLayer)}
-        for layer in layers:
-            subs = [("self", layer.attention.self)]
-            if hasattr(layer, "crossattention"):
-                subs.append(("cross", layer.crossattention.self))
-            for kind, attn in subs:
-                for short, attr in (("q", "query"), ("k", "key"), ("v", "value")):
+        decoder_layers = {id(layer) for layer in arch.text_layers(model, decoder=True)}
+        for layer in arch.text_layers(model):
+            for kind, sublayer in arch.attention_sublayers(layer):
+                core = arch.attention_core(sublayer)
+                for short, attr in zip(("q", "k", "v"), arch.text.projections):
                     if f"{kind}.{short}" in cfg.text_targets:
-                        setattr(attn, attr, TextLinear(getattr(attn, attr), shared, 1, cfg.dropout))
+                        setattr(core, attr, TextLinear(getattr(core, attr), shared, 1, cfg.dropout))
                         n += 1
-            if cfg.gqt and hasattr(layer, "crossattention"):
-                GatedQuery(shared.U.in_features, cfg.gqt_scale, cfg.gqt_init_std).attach(layer)
+            if cfg.gqt and arch.has_cross_attention(layer):
+                gqt = GatedQuery(shared.U.in_features, cfg.gqt_scale, cfg.gqt_init_std)
+                gqt.attach(layer, arch.self_attention(layer), arch.cross_attention(layer))
             if cfg.decode_delta == "official" and id(layer) in decoder_layers:
-                _skip_cached_kv_delta(layer.attention.self)
+                core = arch.attention_core(arch.self_attention(layer))
+                key_value = [getattr(core, attr) for attr in arch.text.projections[1:]]
+                _skip_cached_kv_delta(core, key_value, arch.layer_index(layer))
         return n
 
     def task_hooks(self) -> dict:
@@ -93,15 +104,30 @@ class Aurora(Method):
         return fused_cls + shift
 
 
-def _skip_cached_kv_delta(attn: nn.Module) -> None:
+def _mlp_chunks(arch: Architecture, layer: nn.Module) -> int:
+    """c: Aurora adapts the MLP (d -> c*d -> d) as c d-wide chunks, so c*d must be its hidden size."""
+    fc_in = layer.get_submodule(arch.vision.mlp_in)
+    chunks, rest = divmod(fc_in.out_features, fc_in.in_features)
+    if rest or not chunks:
+        raise TargetingError(f"aurora: MLP chunking needs an MLP hidden size that is a multiple of the width; the "
+                             f"{arch.name!r} ViT's MLP maps {fc_in.in_features} -> {fc_in.out_features} (leave fc1 "
+                             "and fc2 out of vision_targets)")
+    return chunks
+
+
+def _skip_cached_kv_delta(attn: nn.Module, key_value: list[nn.Module], cache_index: int) -> None:
     """Official incremental decoding (spec 3.8): once the KV cache holds earlier positions, the new tokens'
-    self-attention k and v are computed without Aurora's delta (q and cross-attention keep theirs)."""
-    wrapped = [m for m in (attn.key, attn.value) if hasattr(m, "skip_delta")]
+    self-attention k and v are computed without Aurora's delta (q and cross-attention keep theirs).
+
+    attn: the self-attention module called with the cache; key_value: its k and v Linear layers;
+    cache_index: the layer's slot in the cache.
+    """
+    wrapped = [m for m in key_value if hasattr(m, "skip_delta")]
 
     def before(module, args, kwargs):
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         cache = getattr(cache, "self_attention_cache", cache)
-        cached = cache is not None and cache.get_seq_length(module.layer_idx) > 0
+        cached = cache is not None and cache.get_seq_length(cache_index) > 0
         for m in wrapped:
             m.skip_delta = cached
 
@@ -111,10 +137,3 @@ def _skip_cached_kv_delta(attn: nn.Module) -> None:
 
     attn.register_forward_pre_hook(before, with_kwargs=True)
     attn.register_forward_hook(after, with_kwargs=True)
-
-
-def _hidden_size(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, (BlipAttention, BlipTextLayer)):
-            return module.embed_dim if isinstance(module, BlipAttention) else module.attention.self.query.in_features
-    raise TargetingError("Aurora found no BLIP attention module in the model")

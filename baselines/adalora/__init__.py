@@ -9,8 +9,8 @@ import torch
 from peft import AdaLoraConfig
 from torch import nn
 
-from aurora.api import Method, MethodConfig, register_method
-from baselines._peft import ATTENTION_TARGETS, check_rank_and_dropout, inject
+from aurora.api import MethodConfig, register_method
+from baselines._peft import PeftMethod, check_rank_and_dropout, target_modules_field
 
 
 @dataclass
@@ -23,7 +23,7 @@ class AdaLoraMethodConfig(MethodConfig):
     final_fraction: float = field(default=0.2, metadata={"help": "share of steps trained at the final budget (peft's tfinal)"})
     delta_t: int = field(default=1, metadata={"help": "steps between two budget re-allocations"})
     orth_reg_weight: float = field(default=0.5, metadata={"help": "weight of the orthogonality regulariser on A and B"})
-    target_modules: str = field(default=ATTENTION_TARGETS, metadata={"help": "regex over module names"})
+    target_modules: str = target_modules_field()
 
     def __post_init__(self):
         check_rank_and_dropout(self.init_r, self.dropout, "init_r")
@@ -39,7 +39,7 @@ class AdaLoraMethodConfig(MethodConfig):
 
 
 @register_method
-class AdaLora(Method):
+class AdaLora(PeftMethod):
     """dW = P diag(E) Q with E zero at init; the rank budget shrinks from init_r to target_r on average.
 
     Two parts of AdaLoRA live in peft's ``PeftModel`` wrapper, which the harness does not use; both come here
@@ -53,15 +53,18 @@ class AdaLora(Method):
     config_cls = AdaLoraMethodConfig
     description = "AdaLoRA (peft): SVD-form LoRA with a rank budget re-allocated during training"
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def peft_config(self, target_modules: str) -> AdaLoraConfig:
         cfg = self.config
         # peft needs the step count now; the loop only tells it in on_step_end, which sets the real schedule.
-        peft_config = AdaLoraConfig(
+        return AdaLoraConfig(
             init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-            deltaT=cfg.delta_t, orth_reg_weight=cfg.orth_reg_weight, target_modules=cfg.target_modules,
+            deltaT=cfg.delta_t, orth_reg_weight=cfg.orth_reg_weight, target_modules=target_modules,
             total_step=1, task_type=None,
         )
-        self._tuner = inject(self.name, peft_config, model)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        cfg = self.config
+        self._tuner = self.build_tuner(model)
         self._scheduled = False
         if cfg.orth_reg_weight > 0:
             factors = [(n, p) for n, p in model.named_parameters() if "lora_A" in n or "lora_B" in n]

@@ -1,8 +1,8 @@
-"""Bottleneck adapters in both BLIP towers: sequential (Houlsby et al., ICML 2019, arXiv 1902.00751) or
+"""Bottleneck adapters in both towers: sequential (Houlsby et al., ICML 2019, arXiv 1902.00751) or
 parallel (He et al., ICLR 2022, arXiv 2110.04366).
 
-Sites: every attention sub-layer (in BERT, self- and cross-attention) and every MLP sub-layer. The wrapped
-module keeps the original as ``.base``, so the backbone's parameters keep their values, and the up-projection
+Sites: every attention sub-layer (in BERT, self- and cross-attention) and every MLP sub-layer, found through the
+model's architecture map. The wrapped module keeps the original as ``.base``, so the backbone's parameters keep their values, and the up-projection
 starts at zero, so the adapted model computes exactly what the backbone did.
 """
 
@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers.models.blip.modeling_blip import BlipEncoderLayer
-from transformers.models.blip.modeling_blip_text import BlipTextLayer
 
 from aurora.api import Method, MethodConfig, TargetingError, freeze, register_method
+from aurora.arch import Architecture, architecture_of, locate
 
 PLACEMENTS = ("sequential", "parallel")
 
@@ -69,7 +68,7 @@ class Beside(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, **kwargs):
         out = self.base(hidden_states, **kwargs)
-        if isinstance(out, tuple):  # BlipAttention returns (output, attention probabilities)
+        if isinstance(out, tuple):  # an attention sub-layer returns (output, attention probabilities)
             return (out[0] + self.adapter(hidden_states), *out[1:])
         return out + self.adapter(hidden_states)
 
@@ -86,24 +85,31 @@ class BesideResidual(nn.Module):
         return self.base(hidden_states, input_tensor + self.adapter(input_tensor))
 
 
-def _sites(model: nn.Module, placement: str) -> list[tuple[nn.Module, str, type[nn.Module]]]:
-    """(parent, attribute, wrapper) of every module to wrap."""
+def _sites(arch: Architecture, model: nn.Module, placement: str) -> list[tuple[nn.Module, str, type[nn.Module], int]]:
+    """(parent, attribute, wrapper, d) of every module to wrap, in module order; all located before any is wrapped."""
     sites = []
-    for module in model.modules():
-        if isinstance(module, BlipEncoderLayer):  # pre-LN: x + attn(ln1(x)), then h + mlp(ln2(h))
-            if placement == "sequential":
-                sites += [(module.self_attn, "projection", After), (module.mlp, "fc2", After)]
-            else:
-                sites += [(module, "self_attn", Beside), (module, "mlp", Beside)]
-        elif isinstance(module, BlipTextLayer):  # post-LN: LN(dense(...) + x) closes each sub-layer
-            blocks = [(module.attention, "output"), (module, "output")]  # (owner, attribute) of each block
-            if hasattr(module, "crossattention"):
-                blocks.insert(1, (module.crossattention, "output"))
-            if placement == "sequential":
-                sites += [(getattr(owner, attr), "dense", After) for owner, attr in blocks]
-            else:
-                sites += [(owner, attr, BesideResidual) for owner, attr in blocks]
+    for tower in arch.towers(model):
+        d = arch.width_of(tower.module)
+        for layer in arch.layers_of(tower.module):
+            paths, wrapper = (_vit_sites if tower.kind == "vision" else _text_sites)(arch, layer, placement)
+            sites += [(*locate(layer, path), wrapper, d) for path in paths]
     return sites
+
+
+def _vit_sites(arch: Architecture, layer: nn.Module, placement: str) -> tuple[list[str], type[nn.Module]]:
+    """Pre-LN: x + attention(ln1(x)), then h + mlp(ln2(h)); after each output projection, or beside each sub-layer."""
+    vit = arch.vision
+    if placement == "sequential":
+        return [vit.attention_out, vit.mlp_out], After
+    return [vit.attention, vit.mlp], Beside
+
+
+def _text_sites(arch: Architecture, layer: nn.Module, placement: str) -> tuple[list[str], type[nn.Module]]:
+    """Post-LN: an output block LN(dense(h) + x) closes each sub-layer; after its dense, or around the block."""
+    blocks = arch.text_output_blocks(layer)
+    if placement == "sequential":
+        return [f"{block}.{arch.text.block_dense}" for block in blocks], After
+    return blocks, BesideResidual
 
 
 @register_method
@@ -116,23 +122,12 @@ class Adapter(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg = self.config
+        arch = architecture_of(model)
         freeze(model)
-        sites = _sites(model, cfg.placement)
+        sites = _sites(arch, model, cfg.placement)
         if not sites:
-            raise TargetingError("adapter found no BLIP layer (BlipEncoderLayer or BlipTextLayer) to adapt")
-        for parent, attr, wrapper in sites:
+            raise TargetingError(f"adapter found no ViT or text layer to adapt in this {arch.name!r} model")
+        for parent, attr, wrapper, d in sites:  # d: the width of the residual stream the sub-layer reads and writes
             base = getattr(parent, attr)
-            d = _width_of(base)
             setattr(parent, attr, wrapper(base, Bottleneck(d, cfg.width, cfg.scale)))
         return model
-
-
-def _width_of(module: nn.Module) -> int:
-    """d: the width of the residual stream the sub-layer reads and writes."""
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    if hasattr(module, "embed_dim"):  # BlipAttention
-        return module.embed_dim
-    if hasattr(module, "fc1"):  # BlipMLP
-        return module.fc1.in_features
-    return module.dense.out_features  # BERT output blocks

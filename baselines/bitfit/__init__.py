@@ -3,10 +3,9 @@
 from dataclasses import dataclass
 
 from torch import nn
-from transformers.models.blip.modeling_blip import BlipVisionModel
-from transformers.models.blip.modeling_blip_text import BlipTextModel
 
 from aurora.api import Method, MethodConfig, TargetingError, freeze, register_method
+from aurora.arch import architecture_of
 
 
 @dataclass
@@ -24,11 +23,12 @@ class BitFit(Method):
     tunes_backbone = True
 
     def apply(self, model: nn.Module) -> nn.Module:
+        arch = architecture_of(model)
         freeze(model)
-        towers = [m for m in model.modules() if isinstance(m, (BlipVisionModel, BlipTextModel))]
-        biases = [p for tower in towers for name, p in tower.named_parameters() if name.endswith("bias")]
+        towers = arch.towers(model)  # the decoder's BERT included, not its LM head
+        biases = [p for tower in towers for name, p in tower.module.named_parameters() if name.endswith("bias")]
         if not biases:
-            raise TargetingError("bitfit found no bias in a BLIP vision or text model")
+            raise TargetingError(f"bitfit found no bias in the vision or text towers of this {arch.name!r} model")
         for p in biases:
             p.requires_grad_(True)
         return model

@@ -3,10 +3,9 @@
 from dataclasses import dataclass
 
 from torch import nn
-from transformers.models.blip.modeling_blip import BlipVisionModel
-from transformers.models.blip.modeling_blip_text import BlipTextModel
 
 from aurora.api import Method, MethodConfig, TargetingError, freeze, register_method
+from aurora.arch import architecture_of
 
 
 @dataclass
@@ -26,8 +25,9 @@ class HeadsOnly(Method):
     description = "linear probe: frozen backbone, only the benchmark's heads train"
 
     def apply(self, model: nn.Module) -> nn.Module:
-        # The heads belong to the benchmark, so the only thing to target is a BLIP backbone to keep frozen.
-        if not any(isinstance(m, (BlipVisionModel, BlipTextModel)) for m in model.modules()):
-            raise TargetingError("heads_only found no BLIP vision or text model to freeze")
+        # The heads belong to the benchmark, so the only thing to target is a backbone to keep frozen.
+        arch = architecture_of(model)
+        if not arch.towers(model):
+            raise TargetingError(f"heads_only found no vision or text tower to freeze in this {arch.name!r} model")
         freeze(model)
         return model

@@ -3,10 +3,9 @@
 from dataclasses import dataclass, field
 
 from peft import LoKrConfig
-from torch import nn
 
-from aurora.api import Method, MethodConfig, register_method
-from baselines._peft import ATTENTION_TARGETS, check_rank_and_dropout, inject
+from aurora.api import MethodConfig, register_method
+from baselines._peft import PeftMethod, check_rank_and_dropout, target_modules_field
 
 
 @dataclass
@@ -17,7 +16,7 @@ class LoKrMethodConfig(MethodConfig):
     decompose_factor: int = field(
         default=-1, metadata={"help": "size of the small Kronecker factor; -1 lets peft pick the most square split"}
     )
-    target_modules: str = field(default=ATTENTION_TARGETS, metadata={"help": "regex over module names"})
+    target_modules: str = target_modules_field()
 
     def __post_init__(self):
         check_rank_and_dropout(self.r, self.dropout)
@@ -26,17 +25,14 @@ class LoKrMethodConfig(MethodConfig):
 
 
 @register_method
-class LoKr(Method):
+class LoKr(PeftMethod):
     """dW = C kron (B A); peft zeroes one factor so the update starts at zero."""
 
     name = "lokr"
     config_cls = LoKrMethodConfig
     description = "LoKr (peft): Kronecker-product updates on ViT qkv and text q, k, v"
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def peft_config(self, target_modules: str) -> LoKrConfig:
         cfg = self.config
-        peft_config = LoKrConfig(r=cfg.r, alpha=cfg.alpha, rank_dropout=cfg.dropout,
-                                 decompose_factor=cfg.decompose_factor, target_modules=cfg.target_modules,
-                                 task_type=None)
-        inject(self.name, peft_config, model)
-        return model
+        return LoKrConfig(r=cfg.r, alpha=cfg.alpha, rank_dropout=cfg.dropout, decompose_factor=cfg.decompose_factor,
+                          target_modules=target_modules, task_type=None)

@@ -2,7 +2,7 @@
 learnable text prompt tokens in the BERT text encoder (Lester et al., EMNLP 2021, arXiv 2104.08691).
 
 peft's prompt tuning serves language models only (and never reaches the ViT), so this is our own: forward
-hooks on transformers' BLIP modules, no forked model code. Shapes: B batch, P prompt tokens, d hidden,
+hooks on the towers the model's architecture map names, no forked model code. Shapes: B batch, P prompt tokens, d hidden,
 N image patches, L text length.
 """
 
@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers.models.blip.modeling_blip import BlipVisionModel
-from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel, BlipTextModel
 
 from aurora.api import Method, MethodConfig, TargetingError, freeze, register_method
+from aurora.arch import Architecture, Tower, architecture_of
 
 DEPTHS = ("shallow", "deep")
 
@@ -104,24 +103,21 @@ class PromptTuning(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg = self.config
+        arch = architecture_of(model)
         freeze(model)
-        decoders = {id(m.bert) for m in model.modules() if isinstance(m, BlipTextLMHeadModel)}
-        towers = [m for m in model.modules()
-                  if (cfg.vision and isinstance(m, BlipVisionModel))
-                  or (cfg.text and isinstance(m, BlipTextModel) and id(m) not in decoders)]
+        towers = [t for t in arch.towers(model) if (cfg.vision and t.kind == "vision") or (cfg.text and t.kind == "text")]
         if not towers:
-            raise TargetingError("prompt_tuning found no BLIP vision model or text encoder to prompt")
+            raise TargetingError(f"prompt_tuning found no vision tower or text encoder to prompt in this {arch.name!r} "
+                                 "model")
         for tower in towers:
-            self._prompt(tower)
+            self._prompt(arch, tower)
         return model
 
-    def _prompt(self, tower: nn.Module) -> None:
-        cfg = self.config
-        is_text = isinstance(tower, BlipTextModel)
-        layers = tower.encoder.layer if is_text else tower.encoder.layers
-        d = tower.config.hidden_size
+    def _prompt(self, arch: Architecture, tower: Tower) -> None:
+        cfg, module = self.config, tower.module
+        layout, layers = arch.layout_of(module), arch.layers_of(module)
         sets = len(layers) if cfg.depth == "deep" else 1
-        tower.prompts = Prompts(sets, cfg.tokens, d, cfg.init_std, next(tower.parameters()).device)
-        tower.prompts.attach(tower.embeddings, tower.encoder, layers)
-        if is_text:
-            tower.register_forward_pre_hook(_extend_mask(cfg.tokens), with_kwargs=True)
+        module.prompts = Prompts(sets, cfg.tokens, arch.width_of(module), cfg.init_std, next(module.parameters()).device)
+        module.prompts.attach(module.get_submodule(layout.embeddings), module.get_submodule(layout.encoder), layers)
+        if tower.kind == "text":
+            module.register_forward_pre_hook(_extend_mask(cfg.tokens), with_kwargs=True)

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers.models.blip.modeling_blip import BlipEncoderLayer
-from transformers.models.blip.modeling_blip_text import BlipTextLayer
 
 from aurora.api import Method, MethodConfig, TargetingError, freeze, register_method
+from aurora.arch import architecture_of
 
 
 @dataclass
@@ -66,22 +65,23 @@ class UniAdapter(nn.Module):
         return self.scale * self.norm_multi(self.up_multi(z) + self.up_text(z))
 
 
-def _attach_vision(layer: BlipEncoderLayer, adapter: UniAdapter) -> None:
-    """Beside the MLP: the adapter reads the post-attention residual stream (layer_norm2's input) and adds to
-    the layer output."""
+def _attach_vision(layer: nn.Module, mlp_norm: nn.Module, adapter: UniAdapter) -> None:
+    """Beside the MLP: the adapter reads the post-attention residual stream (the input of the LayerNorm before
+    the MLP) and adds to the layer output."""
     seen = {}
-    layer.layer_norm2.register_forward_pre_hook(lambda m, args: seen.__setitem__("h", args[0]))
+    mlp_norm.register_forward_pre_hook(lambda m, args: seen.__setitem__("h", args[0]))
     layer.register_forward_hook(lambda m, args, out: out + adapter.visual(seen.pop("h")))
 
 
-def _attach_text(layer: BlipTextLayer, adapter: UniAdapter, query_residual: bool) -> None:
+def _attach_text(layer: nn.Module, self_attention: nn.Module, cross_attention: nn.Module | None,
+                 adapter: UniAdapter, query_residual: bool) -> None:
     """Text-only calls: + text(a_s). Image-grounded calls (cross-attention ran): + multimodal(a_c), and with the
     query residual + text(a_s) as well. a_s, a_c: outputs of the self- and cross-attention sub-layers."""
     seen = {}
     layer.register_forward_pre_hook(lambda m, args: seen.clear())  # a call without cross-attention leaves no a_c
-    layer.attention.register_forward_hook(lambda m, args, out: seen.__setitem__("a_s", out[0]))
-    if hasattr(layer, "crossattention"):
-        layer.crossattention.register_forward_hook(lambda m, args, out: seen.__setitem__("a_c", out[0]))
+    self_attention.register_forward_hook(lambda m, args, out: seen.__setitem__("a_s", out[0]))
+    if cross_attention is not None:
+        cross_attention.register_forward_hook(lambda m, args, out: seen.__setitem__("a_c", out[0]))
 
     def add(module, args, out):
         a_s, a_c = seen.pop("a_s"), seen.pop("a_c", None)  # pop: keep no activation alive past the call
@@ -107,19 +107,23 @@ class UniAdapterMethod(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg = self.config
+        arch = architecture_of(model)
+        if arch.text.cross_attention is None:
+            raise TargetingError(f"uniadapter: its multimodal branch reads text cross-attention, which architecture "
+                                 f"{arch.name!r} does not have")
         freeze(model)
-        vision = [m for m in model.modules() if isinstance(m, BlipEncoderLayer)]
-        text = [m for m in model.modules() if isinstance(m, BlipTextLayer)]
+        vision, text = arch.vit_layers(model), arch.text_layers(model)
         if not vision and not text:
-            raise TargetingError("uniadapter found no BLIP layer (BlipEncoderLayer or BlipTextLayer) to adapt")
-        d = vision[0].embed_dim if vision else text[0].attention.self.query.in_features
-        depth = max(len(vision), max((t.layer_num for t in text), default=-1) + 1)
+            raise TargetingError(f"uniadapter found no ViT or text layer to adapt in this {arch.name!r} model")
+        d = arch.hidden_size(model)  # one adapter serves both towers
+        depth = max(len(vision), max((arch.layer_index(t) for t in text), default=-1) + 1)
         device = next(model.parameters()).device
         adapters = nn.ModuleList(UniAdapter(d, cfg.width, cfg.scale, cfg.dropout) for _ in range(depth)).to(device)
-        for i, layer in enumerate(vision):  # a BLIP model has one ViT, so module order is the layer index
-            _attach_vision(layer, adapters[i])
+        for i, layer in enumerate(vision):  # the model has one ViT, so module order is the layer index
+            _attach_vision(layer, layer.get_submodule(arch.vision.mlp_norm), adapters[i])
         for layer in text:
-            _attach_text(layer, adapters[layer.layer_num], cfg.query_residual)
+            _attach_text(layer, arch.self_attention(layer), arch.cross_attention(layer),
+                         adapters[arch.layer_index(layer)], cfg.query_residual)
         model.uniadapter = adapters
         return model
 

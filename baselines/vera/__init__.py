@@ -3,10 +3,9 @@
 from dataclasses import dataclass, field
 
 from peft import VeraConfig
-from torch import nn
 
-from aurora.api import Method, MethodConfig, register_method
-from baselines._peft import ATTENTION_TARGETS, check_rank_and_dropout, inject
+from aurora.api import MethodConfig, register_method
+from baselines._peft import PeftMethod, check_rank_and_dropout, target_modules_field
 
 
 @dataclass
@@ -14,14 +13,14 @@ class VeraMethodConfig(MethodConfig):
     r: int = field(default=256, metadata={"help": "rank of the shared random projections A (r x d) and B (d x r)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the VeRA input"})
     projection_seed: int = field(default=0, metadata={"help": "seed of the frozen shared projections"})
-    target_modules: str = field(default=ATTENTION_TARGETS, metadata={"help": "regex over module names"})
+    target_modules: str = target_modules_field()
 
     def __post_init__(self):
         check_rank_and_dropout(self.r, self.dropout)
 
 
 @register_method
-class Vera(Method):
+class Vera(PeftMethod):
     """dW = diag(b) B diag(d) A with A, B frozen, seeded and shared by every layer; b (zeros) and d train.
 
     A and B are buffers regenerated from ``projection_seed``, so a checkpoint of b and d alone reloads exactly.
@@ -31,9 +30,7 @@ class Vera(Method):
     config_cls = VeraMethodConfig
     description = "VeRA (peft): trained scaling vectors around shared frozen random projections"
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def peft_config(self, target_modules: str) -> VeraConfig:
         cfg = self.config
-        peft_config = VeraConfig(r=cfg.r, vera_dropout=cfg.dropout, projection_prng_key=cfg.projection_seed,
-                                 target_modules=cfg.target_modules, save_projection=True, task_type=None)
-        inject(self.name, peft_config, model)
-        return model
+        return VeraConfig(r=cfg.r, vera_dropout=cfg.dropout, projection_prng_key=cfg.projection_seed,
+                          target_modules=target_modules, save_projection=True, task_type=None)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from aurora import arch
 from aurora.registry import Registry
 from suites.engine.loop import Objective
 from suites.tasks import retrieval, vqa
@@ -33,12 +34,16 @@ class Benchmark:
     """The protocol between a benchmark and the trial: data, heads, task settings, objective, metrics."""
 
     task: ClassVar[str]  # the backbone's task: "retrieval" or "vqa" (its transformers model class)
-    heads: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str]
     name: str = ""
     tier: str = "proxy"
     description: str = ""
     default_backbone: str = "proxy"
+
+    @classmethod
+    def heads(cls, model) -> tuple[str, ...]:
+        """Module names of the heads the task trains for every method alike (none by default)."""
+        return ()
 
     def load(self) -> tuple[Any, Any, Any]:
         """-> (train, val, test); raises ``DataError`` on missing or malformed data, before any training."""
@@ -73,7 +78,6 @@ class RetrievalBenchmark(Benchmark):
     """Image-text retrieval: train on caption records, evaluate TR/IR@1/5/10 as BLIP does."""
 
     task: ClassVar[str] = "retrieval"
-    heads: ClassVar[tuple[str, ...]] = ("vision_proj", "text_proj", "itm_head")
     # The ITC top-k re-ranked by ITM. ``itc_r_mean`` (ITC only) is logged beside it.
     primary_metric: ClassVar[str] = "itm_r_mean"
     task_settings: ClassVar[tuple[str, ...]] = ("k_test", "rerank_itc_weight", "loss")
@@ -88,6 +92,10 @@ class RetrievalBenchmark(Benchmark):
     def __post_init__(self):
         if isinstance(self.loss, dict):  # from a YAML spec
             self.loss = LossSettings(**self.loss)
+
+    @classmethod
+    def heads(cls, model) -> tuple[str, ...]:
+        return arch.head_names(model)  # the ITC projections and the ITM head
 
     def load(self) -> tuple[RetrievalData, RetrievalData, RetrievalData]:
         """-> (train, val, test)."""

@@ -83,10 +83,10 @@ def build_trial(spec: TrialSpec):
     method = create_method(spec.method, **spec.method_options)
     method.apply(backbone.model)
     if method.trains:
-        train_heads(backbone.model, bench.heads)
+        train_heads(backbone.model, bench.heads(backbone.model))
         if not any(p.requires_grad for p in backbone.model.parameters()):
             raise TargetingError(f"{spec.method} leaves nothing to train on {spec.benchmark} (benchmark heads: "
-                                 f"{', '.join(bench.heads) or 'none'}); leave it out of this benchmark's suite")
+                                 f"{', '.join(bench.heads(backbone.model)) or 'none'}); leave it out of this benchmark's suite")
     return bench, splits, backbone, method
 
 

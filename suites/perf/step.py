@@ -46,7 +46,7 @@ def _training_step(method: str, backbone: str, batch: int, threads: int):
     bb = build_backbone(backbone)
     chosen = create_method(method)
     model = chosen.apply(bb.model)
-    train_heads(model, RetrievalBenchmark.heads)
+    train_heads(model, RetrievalBenchmark.heads(model))
     bench = RetrievalBenchmark(loss=LossSettings(itm_negatives="random"))
     objective = bench.objective(bb)
     rng = np.random.default_rng(0)
