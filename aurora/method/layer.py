@@ -92,7 +92,7 @@ class TextLinear(_Adapted):
 
 
 class MlpIn(_Adapted):
-    """ViT fc1 (d -> c*d) as c chunks, with the official interleaving (spec section 3.4)."""
+    """ViT fc1 (d -> c*d) as c chunks, with the official code's chunk interleaving (the reshape below)."""
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s, c = self.shared, self.aurora_p.shape[1]

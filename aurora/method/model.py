@@ -116,7 +116,7 @@ def _mlp_chunks(arch: Architecture, layer: nn.Module) -> int:
 
 
 def _skip_cached_kv_delta(attn: nn.Module, key_value: list[nn.Module], cache_index: int) -> None:
-    """Official incremental decoding (spec 3.8): once the KV cache holds earlier positions, the new tokens'
+    """The official code's incremental decoding: once the KV cache holds earlier positions, the new tokens'
     self-attention k and v are computed without Aurora's delta (q and cross-attention keep theirs).
 
     attn: the self-attention module called with the cache; key_value: its k and v Linear layers;

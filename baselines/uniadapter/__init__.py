@@ -1,5 +1,5 @@
-"""UniAdapter (Lu et al., ICLR 2024, arXiv 2302.06605), as ``../shared/aurora-spec.md`` section 13.2 describes
-the RERV/UniAdapter code: one adapter per layer index, its down-projection shared by the ViT block and the
+"""UniAdapter (Lu et al., ICLR 2024, arXiv 2302.06605), as its released code builds
+it: one adapter per layer index, its down-projection shared by the ViT block and the
 BERT layers of that index, with modality-specific up-projections.
 
 Shapes: x (B, T, d) residual-stream activations, z (B, T, w) the shared bottleneck.

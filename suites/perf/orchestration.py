@@ -8,10 +8,10 @@ concurrency level (by default ``max_concurrent`` 1, then 2), each with 1 CPU per
 - throughput: trials per hour of driver wall time (the ``run_suite`` call, Ray already started; it includes
   each suite's fixed cost, a fresh MLflow store and Tune's start-up, a few seconds, so trials must be long
   enough to dominate: the default 100 proxy steps take about a minute each);
-- speedup: throughput at the highest concurrency over throughput at 1 (issue target: >= 1.7 on 2 cores);
+- speedup: throughput at the highest concurrency over throughput at 1 (target: >= 1.7 on 2 cores);
 - overhead: the sum of the trials' ``orchestration_overhead_s`` (driver-side trial time minus the trial's own
   ``wall_time_s``: Ray worker start-up, transfer, MLflow logging) over the sum of their ``wall_time_s``
-  (issue target: <= 5 %).
+  (target: <= 5 %).
 
 A measurement, not a test: it asserts nothing, prints a summary and writes JSON. Run it on a quiet machine;
 other jobs on the cores distort both numbers. ``--steps 5 --backbone test-tiny --small`` checks the plumbing
