@@ -43,15 +43,16 @@ def _blip_base_trainable(name: str) -> str:
     """A method's trainable parameters (heads apart) on BLIP-base retrieval, built on the meta device: the
     architecture without weights or init time."""
     import torch
-    from transformers import BlipConfig, BlipForImageTextRetrieval
+    from transformers import BlipForImageTextRetrieval
 
     import aurora
     from aurora.api import mark_backbone, train_heads
+    from suites.backbones.blip import blip_base_config
     from suites.benchmarks import RetrievalBenchmark
 
     try:
         with torch.device("meta"):
-            model = mark_backbone(BlipForImageTextRetrieval(BlipConfig()))
+            model = mark_backbone(BlipForImageTextRetrieval(blip_base_config("retrieval")))
             method = aurora.create_method(name)
             method.apply(model)
         if method.trains:

@@ -1,18 +1,24 @@
 """BLIP backbones from transformers: tiny (tests), the BLIP-base shape, and real checkpoints.
 
-Every builder returns a ``Backbone`` whose model has its parameters tagged as backbone weights.
+Every builder returns a ``Backbone`` whose model has its parameters tagged as backbone weights. Every BLIP
+model built here (``from_config``, ``from_pretrained``) goes through ``fix_cross_attention_mask``, which
+makes the text cross-attention honour ``encoder_attention_mask`` where the installed transformers ignores it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 import zlib
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import BlipConfig, BlipForImageTextRetrieval, BlipForQuestionAnswering
 
 from aurora.api import mark_backbone
+from aurora.arch import architecture_of
 from aurora.registry import UnknownNameError
 from suites.backbones.base import BACKBONES, Backbone, BackboneUnavailable
 
@@ -54,10 +60,114 @@ def model_class(task: str) -> type:
     return MODEL_CLASSES[task]
 
 
+def blip_base_config(task: str = "retrieval") -> BlipConfig:
+    """BLIP-base (ViT-B/16 + BERT-base MED) as BLIP builds it. ``BlipConfig()`` is not quite it: its text
+    encoder has 8 attention heads (BLIP: 12) and its ViT LayerNorms eps 1e-5 (BLIP's ViT: 1e-6).
+
+    Both tasks share the architecture. Image size: 384 for both, as transformers' released checkpoints
+    (Salesforce/blip-itm-base-coco, blip-vqa-base) have it; BLIP fine-tuned its VQA model at 480 px
+    (configs/vqa.yaml), and transformers' conversion resized its position embeddings to 384.
+    """
+    model_class(task)  # an unknown task fails here
+    text = dict(
+        vocab_size=30524,  # bert-base-uncased's 30522 + [DEC] + [ENC]
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+        num_attention_heads=12,  # BlipTextConfig's default is 8
+        layer_norm_eps=1e-12, max_position_embeddings=512,
+        encoder_hidden_size=768, is_decoder=True,  # cross-attention in every layer
+        bos_token_id=30522, pad_token_id=0, sep_token_id=102,  # [DEC], [PAD], [SEP]
+    )
+    vision = dict(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        image_size=384, patch_size=16,
+        layer_norm_eps=1e-6,  # BlipVisionConfig's default is 1e-5
+    )
+    return BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=256, projection_dim=512)
+
+
 def from_config(config: BlipConfig, seed: int = 0, task: str = "retrieval") -> torch.nn.Module:
     cls = model_class(task)
     torch.manual_seed(seed)
-    return mark_backbone(cls(config).eval())
+    return fix_cross_attention_mask(mark_backbone(cls(config).eval()))
+
+
+def from_pretrained(source: str | Path, model_cls: type) -> torch.nn.Module:
+    """A BLIP model of ``model_cls`` loaded from ``source`` (a hub id or a ``save_pretrained`` folder), in
+    eval mode, with its cross-attention mask fixed where transformers needs it."""
+    return fix_cross_attention_mask(model_cls.from_pretrained(source).eval())
+
+
+# ---------------------------------------------------------------- the cross-attention mask
+#
+# transformers' BlipTextLayer hands the (additive, extended) encoder mask to its cross-attention as
+# ``attention_mask``; BlipTextAttention passes it on as ``attention_mask``; BlipTextSelfAttention, when
+# cross-attending, replaces ``attention_mask`` by its own ``encoder_attention_mask`` argument, which nobody
+# passes: every cross-attention reads padded encoder positions. Retrieval never pads its image tokens; VQA's
+# answer decoder cross-attends to padded question states. The fix is a forward pre-hook on each
+# cross-attention core that passes the mask it was given on as ``encoder_attention_mask``, so the core
+# applies exactly the mask BlipTextModel built for it, in the convention it already adds to its scores.
+
+
+def _pass_encoder_mask(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    if kwargs.get("encoder_hidden_states") is not None and kwargs.get("encoder_attention_mask") is None:
+        kwargs["encoder_attention_mask"] = kwargs.get("attention_mask")
+    return args, kwargs
+
+
+def _hook_cross_attention(model: nn.Module) -> nn.Module:
+    arch = architecture_of(model)
+    for layer in arch.text_layers(model):
+        cross = arch.cross_attention(layer)
+        if cross is None:
+            continue
+        core = arch.attention_core(cross)
+        if not getattr(core, "_passes_encoder_mask", False):
+            core.register_forward_pre_hook(_pass_encoder_mask, with_kwargs=True)
+            core._passes_encoder_mask = True
+    return model
+
+
+def _mask_leak(model: nn.Module) -> float:
+    """Largest change of a text model's output when its encoder states gain positions the mask excludes
+    (0 where the cross-attention honours the mask)."""
+    d = model.config.encoder_hidden_size
+    ids = torch.tensor([[1, 5, 6, 7]])
+    states = torch.randn(1, 3, d)
+    padded = torch.cat([states, 10 * torch.randn(1, 2, d)], dim=1)  # loud extra positions, masked out below
+    out = model(input_ids=ids, encoder_hidden_states=states, encoder_attention_mask=torch.ones(1, 3)).last_hidden_state
+    out_padded = model(input_ids=ids, encoder_hidden_states=padded,
+                       encoder_attention_mask=torch.tensor([[1, 1, 1, 0, 0]])).last_hidden_state
+    return float((out - out_padded).abs().max())
+
+
+@functools.cache
+def cross_attention_ignores_mask() -> bool:
+    """Whether the installed transformers' BLIP text cross-attention ignores ``encoder_attention_mask``,
+    found by behaviour once per process (a tiny random BLIP text model, CPU, the global RNG untouched)."""
+    from transformers import BlipTextConfig
+    from transformers.models.blip.modeling_blip_text import BlipTextModel
+
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
+        torch.manual_seed(0)
+        config = BlipTextConfig(vocab_size=16, hidden_size=16, encoder_hidden_size=16, intermediate_size=32,
+                                num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=8,
+                                is_decoder=True, bos_token_id=None, sep_token_id=None)
+        model = BlipTextModel(config, add_pooling_layer=False).float().eval()
+        if _mask_leak(model) <= 1e-5:
+            return False
+        leak = _mask_leak(_hook_cross_attention(model))
+    if leak > 1e-5:
+        warnings.warn(f"this transformers' BLIP cross-attention ignores encoder_attention_mask and the suite's "
+                      f"fix does not repair it (output still moves by {leak:.2g}); padded encoder positions "
+                      "are attended (VQA answers read padded question states)", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+def fix_cross_attention_mask(model: nn.Module) -> nn.Module:
+    """Make ``model``'s BLIP text cross-attention honour ``encoder_attention_mask`` (in place; idempotent),
+    only while the installed transformers needs it (``cross_attention_ignores_mask``)."""
+    return _hook_cross_attention(model) if cross_attention_ignores_mask() else model
 
 
 class _IdTokenizer:
@@ -87,10 +197,10 @@ def tiny(seed: int = 0, task: str = "retrieval", **overrides) -> Backbone:
 
 @BACKBONES.register("blip-base")
 def blip_base(seed: int = 0, task: str = "retrieval") -> Backbone:
-    """The BLIP-base architecture (``BlipConfig()``) with random weights: for parameter accounting offline."""
-    model = from_config(BlipConfig(), seed, task)
+    """The BLIP-base architecture (``blip_base_config``) with random weights: for parameter accounting offline."""
+    model = from_config(blip_base_config(task), seed, task)
     return Backbone(model, _IdTokenizer(model.config.text_config.vocab_size), enc_token_id=30523,
-                    image_size=384, source="blip-base architecture (random init)")
+                    image_size=model.config.vision_config.image_size, source="blip-base architecture (random init)")
 
 
 @BACKBONES.register("hf")
@@ -107,7 +217,7 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
         )
     try:
         source = str(local) if looks_local else name_or_path
-        model = model_class(task).from_pretrained(source)
+        model = from_pretrained(source, model_class(task))
         processor = AutoProcessor.from_pretrained(source)
     except OSError as err:
         raise BackboneUnavailable(
@@ -128,7 +238,7 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
     tokenizer.decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # generated answers -> text
 
     return Backbone(
-        mark_backbone(model.eval()), tokenizer, enc_token_id=enc, image_size=size,
+        mark_backbone(model), tokenizer, enc_token_id=enc, image_size=size,
         image_mean=tuple(image_processor.image_mean), image_std=tuple(image_processor.image_std),
         source=f"{name_or_path} ({os.path.basename(source)})",
     )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from suites.backbones import Backbone
-from suites.backbones.blip import blip_config, from_config
+from suites.backbones.blip import blip_config, from_config, from_pretrained
 from suites.engine.loop import TrainConfig, fit
 from suites.synthetic import world
 from suites.synthetic.tokenizer import WordTokenizer
@@ -154,7 +154,7 @@ def cached_backbone(folder: Path, label: str, cfg, model_cls, image_size: int, b
 
     if (folder / "info.json").is_file():
         info = json.loads((folder / "info.json").read_text())
-        model = mark_backbone(model_cls.from_pretrained(folder).eval())
+        model = mark_backbone(from_pretrained(folder, model_cls))
         tok = WordTokenizer.from_dict(info["tokenizer"])
         return Backbone(model, tok, enc_token_id=tok.enc_token_id, image_size=image_size,
                         temp=info["temp"], max_text_length=32, source=f"{label} {cfg.key()} (cached)", info=info)
