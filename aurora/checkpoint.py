@@ -16,7 +16,7 @@ from aurora.api import Method, is_head, unique_parameters
 def trainable_state(model: nn.Module, heads: bool = True) -> dict[str, torch.Tensor]:
     """Every trainable tensor, each shared tensor under one name; ``heads=False`` leaves out the benchmark's
     heads (an adapter-only checkpoint)."""
-    return {name: p.detach().contiguous() for name, p in unique_parameters(model)
+    return {name: p.detach().contiguous().cpu() for name, p in unique_parameters(model)
             if p.requires_grad and (heads or not is_head(model, name))}
 
 

@@ -41,6 +41,8 @@ class TrialRecord:
     wall_time_s: float = 0.0
     peak_rss_mb: float = 0.0
     hardware: str = ""
+    device: str = ""  # what computed: "cpu" or the GPU's name
+    precision: str = ""  # the autocast precision of training and evaluation
     run_id: str = ""  # set by the driver once the record is logged
     orchestration_overhead_s: float | None = None  # driver time for the trial minus the trial's own
 

@@ -7,6 +7,7 @@ method ran or which task it trains. The task's ``Objective`` says what a batch i
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,17 +17,62 @@ import numpy as np
 import torch
 from torch import nn
 
+from suites.engine.device import PRECISIONS, Precision, resolve_precision
+
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings only; what a task computes (losses, re-ranking) is the benchmark's."""
+    """Optimisation settings only; what a task computes (losses, re-ranking) is the benchmark's.
 
-    steps: int = 300
-    batch_size: int = 64
+    Settings added after the first ones default to None, meaning the behaviour they had before (so keys
+    hashed from these fields, such as the proxy backbone's cache key, stay valid).
+    """
+
+    steps: int = 300  # optimizer steps; ``epochs`` replaces it when set
+    batch_size: int = 64  # items per forward pass (per micro-batch with grad_accumulation)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: int = 30
     eval_every: int = 100  # an "epoch" for logging: validation every this many steps
+    epochs: int | None = None  # passes over the training items, as the official configs count
+    grad_accumulation: int | None = None  # micro-batches per optimizer step (None: 1)
+    gradient_checkpointing: bool | None = None  # recompute activations in backward (None: off)
+    # autocast precision: fp32 | bf16 | fp16 | auto (None: auto, bf16 on GPUs that support it, fp32 on CPU)
+    precision: str | None = None
+    device: str | None = None  # auto | cpu | cuda | cuda:N (None: auto, the GPU Ray assigned, else CPU)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("warmup", self.warmup, minimum=0)
+        for name in ("epochs", "grad_accumulation"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                raise ValueError(f"train.{name} must be a finite number >= 0, got {value!r}")
+        if self.gradient_checkpointing not in (None, True, False):
+            raise ValueError(f"train.gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
+        if self.precision not in (None, "auto", *PRECISIONS):
+            raise ValueError(f"train.precision must be one of auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if self.device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+    @property
+    def accumulation(self) -> int:
+        return self.grad_accumulation or 1
+
+    def total_steps(self, n_items: int) -> int:
+        """Optimizer steps: ``steps``, or ``epochs`` passes over ``n_items`` training items."""
+        if self.epochs is None:
+            return self.steps
+        return self.epochs * max(1, n_items // (self.batch_size * self.accumulation))
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"train.{name} must be a whole number >= {minimum}, got {value!r}")
 
 
 class Objective:
@@ -38,6 +84,10 @@ class Objective:
 
     def batches(self, data: Any, batch_size: int, rng: np.random.Generator) -> Iterator[Any]:
         """Endless training batches (whatever ``losses`` takes), drawn with ``rng`` only."""
+        raise NotImplementedError
+
+    def items(self, data: Any) -> int:
+        """Training items in ``data`` (what an epoch passes over)."""
         raise NotImplementedError
 
     def losses(self, model: nn.Module, data: Any, batch: Any, gen: torch.Generator,
@@ -71,24 +121,49 @@ def trainable_parameters(model: nn.Module, objective: Objective) -> list[torch.T
     return params
 
 
-def make_optimizer(params: list[torch.Tensor], cfg: TrainConfig):
-    """-> (AdamW, its warm-up + cosine schedule over ``cfg.steps``)."""
+def make_optimizer(params: list[torch.Tensor], cfg: TrainConfig, steps: int | None = None):
+    """-> (AdamW, its warm-up + cosine schedule over ``steps``, default ``cfg.steps``)."""
+    total = cfg.steps if steps is None else steps
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg.warmup))
     return optimizer, schedule
 
 
-def train_step(model: nn.Module, objective: Objective, data: Any, batch: Any, gen: torch.Generator, optimizer,
-               hooks: dict[str, Callable] | None = None, step: int = 0) -> dict[str, torch.Tensor]:
-    """One optimizer step on ``batch``; -> the objective's losses. Raises on a non-finite loss."""
-    losses = objective.losses(model, data, batch, gen, hooks)
-    loss = losses["loss"]
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+def enable_checkpointing(model: nn.Module) -> None:
+    """Recompute each layer's activations in backward (transformers' non-reentrant activation checkpointing).
+
+    transformers also hooks the input embeddings to require grad, which only re-entrant checkpointing needs and
+    which breaks BLIP's in-place add of its position embeddings: the hook is removed again.
+    """
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.disable_input_require_grads()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def train_step(model: nn.Module, objective: Objective, data: Any, batches: list, gen: torch.Generator, optimizer,
+               precision: Precision | None = None, hooks: dict[str, Callable] | None = None,
+               step: int = 0) -> dict[str, torch.Tensor]:
+    """One optimizer step over ``batches`` (its micro-batches, gradients accumulated); -> the objective's
+    losses, averaged over the micro-batches. Raises on a non-finite loss."""
+    precision = precision or Precision("fp32", model_device(model))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return losses
+    totals: dict[str, torch.Tensor] = {}
+    for batch in batches:
+        with precision.autocast():
+            losses = objective.losses(model, data, batch, gen, hooks)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+        # each micro-batch's mean loss weighs 1/n: the gradient of the mean over the step's batches
+        precision.scaler.scale(loss / len(batches) if len(batches) > 1 else loss).backward()
+        for k, v in losses.items():
+            totals[k] = totals.get(k, 0) + v.detach().float() / len(batches)
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
+    return totals
 
 
 def fit(
@@ -102,36 +177,42 @@ def fit(
     progress: str | None = None,
 ) -> dict:
     """Train every parameter with ``requires_grad``, plus the objective's own trainable tensors, on
-    ``objective``. ``method`` (optional) supplies its hooks: ``task_hooks`` for the objective and
-    ``on_step_end`` after every step. Returns the mean losses of the last ``eval_every`` steps and the time
-    spent per step."""
-    optimizer, schedule = make_optimizer(trainable_parameters(model, objective), cfg)
+    ``objective``, on the device the model is on. ``method`` (optional) supplies its hooks: ``task_hooks``
+    for the objective and ``on_step_end`` after every step. Returns the mean losses of the last
+    ``eval_every`` steps and the time spent per step."""
+    device = model_device(model)
+    precision = Precision(resolve_precision(cfg.precision, device), device)
+    steps = cfg.total_steps(objective.items(data))
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model)
+    optimizer, schedule = make_optimizer(trainable_parameters(model, objective), cfg, steps)
     hooks = method.task_hooks() if method is not None else {}
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     batches = objective.batches(data, cfg.batch_size, rng)
-    bar = _progress(cfg.steps, progress)
+    bar = _progress(steps, progress)
     window: dict[str, list[float]] = {}
     model.train()
     start = time.perf_counter()
-    for step in range(cfg.steps):
-        losses = train_step(model, objective, data, next(batches), gen, optimizer, hooks, step)
+    for step in range(steps):
+        micro = [next(batches) for _ in range(cfg.accumulation)]
+        losses = train_step(model, objective, data, micro, gen, optimizer, precision, hooks, step)
         schedule.step()
         if method is not None:
-            method.on_step_end(model, step, cfg.steps)
+            method.on_step_end(model, step, steps)
         for k, v in losses.items():
             window.setdefault(k, []).append(v.detach().item())
         bar.update(1)
         bar.set_postfix({k.removesuffix("_loss"): f"{v:.3f}" for k, v in losses.items() if k != "loss"},
                         refresh=False)
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
             means = {k: float(np.mean(v)) for k, v in window.items()}
             window = {}
             if on_epoch is not None:
                 on_epoch(step + 1, means)
     bar.close()
     model.eval()
-    return {**means, "step_time": (time.perf_counter() - start) / cfg.steps}
+    return {**means, "step_time": (time.perf_counter() - start) / steps, "steps": steps}
 
 
 def _progress(total: int, desc: str | None):

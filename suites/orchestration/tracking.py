@@ -210,7 +210,8 @@ class Tracker:
         tags = {
             **_trial_tags(parent_id, record.spec, record.row, "FINISHED"),
             "tier": record.tier, "task": record.task, "primary_metric": record.primary_metric,
-            "backbone": record.backbone, "hardware": record.hardware, **package_versions(),
+            "backbone": record.backbone, "hardware": record.hardware, "device": record.device,
+            "precision": record.precision, **package_versions(),
         }
         run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record.name, tags=tags)
         rid = run.info.run_id

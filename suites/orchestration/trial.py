@@ -17,6 +17,7 @@ from aurora.api import TargetingError, create_method, param_report, train_heads
 from aurora.checkpoint import load_trained, save_trained
 from suites.backbones import build_backbone
 from suites.benchmarks import BENCHMARKS
+from suites.engine.device import Precision, device_name, resolve_device, resolve_precision
 from suites.engine.loop import TrainConfig, fit
 from suites.record import TrialRecord, validation_score
 
@@ -48,7 +49,8 @@ class TrialSpec:
         return TrainConfig(**self.train)
 
 
-def hardware() -> str:
+def hardware(device: torch.device | None = None) -> str:
+    """The CPU, its cores, the GPU where one computed (``device``), and torch's version."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -57,7 +59,7 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    gpu = f", GPU {device_name(device)}" if device is not None and device.type == "cuda" else ""
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
@@ -100,16 +102,19 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | No
     """
     start = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
-    bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
-    model = backbone.model
-    report = param_report(model)
     cfg = spec.train_config()
+    device = resolve_device(cfg.device)
+    precision = Precision(resolve_precision(cfg.precision, device), device)
+    bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
+    model = backbone.model.to(device)  # the method's tensors with it
+    report = param_report(model)
     history: list[dict] = []
     stats: dict = {}
     weights = None
     if method.trains:
         def on_epoch(step: int, losses: dict) -> None:
-            val = bench.validate(model, backbone, val_data)
+            with precision.autocast():
+                val = bench.validate(model, backbone, val_data)
             history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
             if on_validation is not None:
                 on_validation(history[-1], validation_score(history))
@@ -117,23 +122,28 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | No
         stats = fit(model, bench.objective(backbone), train_data, cfg, seed=spec.seed, method=method,
                     on_epoch=on_epoch)
         weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
-    metrics = bench.evaluate(model, backbone, test_data)
+    with precision.autocast():
+        metrics = bench.evaluate(model, backbone, test_data)
     return TrialRecord(
         name=spec.name, row=spec.row, spec=dataclasses.asdict(spec), method_config=method.config.to_dict(),
         train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
         primary_metric=bench.primary_metric, backbone=backbone.source, params=report.to_dict(), history=history,
         val_score=validation_score(history), metrics=metrics, train_stats=stats, weights=weights,
         wall_time_s=time.perf_counter() - start,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(device),
+        device=device_name(device), precision=precision.name,
     )
 
 
 def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
     """Evaluate a finished trial's saved weights on its test split, without training."""
     torch.set_num_threads(max(1, spec.threads))
+    cfg = spec.train_config()
+    device = resolve_device(cfg.device)
     bench, (_, _, test_data), backbone, method = build_trial(spec)
     if method.trains:
         if weights is None:
             raise ValueError(f"trial {spec.name} trained {spec.method} but has no saved weights")
         load_trained(backbone.model, weights)
-    return bench.evaluate(backbone.model.eval(), backbone, test_data)
+    with Precision(resolve_precision(cfg.precision, device), device).autocast():
+        return bench.evaluate(backbone.model.to(device).eval(), backbone, test_data)

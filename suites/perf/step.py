@@ -60,7 +60,7 @@ def _training_step(method: str, backbone: str, batch: int, threads: int):
 
     def step() -> float:
         start = time.perf_counter()
-        train_step(model, objective, data, next(batches), gen, optimizer, hooks)
+        train_step(model, objective, data, [next(batches)], gen, optimizer, hooks=hooks)
         return time.perf_counter() - start
 
     return step, param_report(model).method_trainable

@@ -35,6 +35,6 @@ def image_grounded(model: nn.Module, visual: torch.Tensor, ids: torch.Tensor, ma
     the first token -> states (P, L, d). Every visual token is attended (the visual mask is all ones)."""
     ids = ids.clone()
     ids[:, 0] = enc_token_id
-    visual_mask = torch.ones(visual.shape[:2], dtype=torch.long)
+    visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=visual.device)
     return arch.text_encoder(model)(input_ids=ids, attention_mask=mask, encoder_hidden_states=visual,
                                     encoder_attention_mask=visual_mask).last_hidden_state

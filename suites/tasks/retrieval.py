@@ -126,13 +126,17 @@ class RetrievalObjective(Objective):
     def batches(self, data: RetrievalData, batch_size: int, rng: np.random.Generator):
         return index_batches(len(data.texts), min(batch_size, len(data.texts)), rng)
 
+    def items(self, data: RetrievalData) -> int:
+        return len(data.texts)
+
     def losses(self, model, data: RetrievalData, txt_idx: np.ndarray, gen, hooks=None) -> dict:
+        device = gen.device
         img_idx = data.txt2img[txt_idx]
-        truth = torch.from_numpy(data.truth(img_idx, txt_idx))  # (B, B)
+        truth = torch.from_numpy(data.truth(img_idx, txt_idx)).to(device)  # (B, B)
         tok = self.backbone.tokenize([data.texts[t] for t in txt_idx])
-        pixels = self.backbone.pixels(data.image_batch(img_idx))
-        return retrieval_losses(model, pixels, tok["input_ids"], tok["attention_mask"], truth, self.temp,
-                                self.backbone.enc_token_id, self.settings, gen, hooks)
+        pixels = self.backbone.pixels(data.image_batch(img_idx)).to(device, non_blocking=True)
+        return retrieval_losses(model, pixels, tok["input_ids"].to(device), tok["attention_mask"].to(device), truth,
+                                self.temp.to(device), self.backbone.enc_token_id, self.settings, gen, hooks)
 
 
 def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +181,7 @@ def _sample_negatives(sim: torch.Tensor, allowed: torch.Tensor, mode: str, gen: 
     elif mode == "random":
         weights = uniform
     elif mode == "mixed":
-        pick_hard = torch.rand(sim.shape[0], 1, generator=gen) < 0.5
+        pick_hard = torch.rand(sim.shape[0], 1, generator=gen, device=sim.device) < 0.5
         weights = torch.where(pick_hard, hard, uniform)
     else:
         raise ValueError(f"itm_negatives must be 'hard', 'random' or 'mixed', got {mode!r}")
@@ -220,7 +224,7 @@ def retrieval_losses(
         neg_img = _sample_negatives(sim_i2t.T, ~truth.T, settings.itm_negatives, gen)  # per caption
         neg_txt = _sample_negatives(sim_i2t, ~truth, settings.itm_negatives, gen)  # per image
     n_anchor = settings.itm_anchors or len(ids)
-    arange = torch.arange(min(n_anchor, len(ids)))
+    arange = torch.arange(min(n_anchor, len(ids)), device=ids.device)
     neg_img, neg_txt = neg_img[arange], neg_txt[arange]
     keep_i, keep_t = neg_img >= 0, neg_txt >= 0
     # pairs: B positives, then (negative image, caption), then (image, negative caption)
@@ -230,7 +234,7 @@ def retrieval_losses(
     if ITM_FEATURES in (hooks or {}):
         fused = hooks[ITM_FEATURES](fused, text_cls, len(arange))
     logits = itm_logits(model, fused)  # (P, 2)
-    labels = torch.zeros(len(img_rows), dtype=torch.long)
+    labels = torch.zeros(len(img_rows), dtype=torch.long, device=logits.device)
     labels[: len(arange)] = 1
     itm = F.cross_entropy(logits, labels)
     return {"loss": itc + settings.itm_weight * itm, "itc_loss": itc.detach(), "itm_loss": itm.detach()}
@@ -239,18 +243,20 @@ def retrieval_losses(
 @torch.no_grad()
 def embed_split(model, backbone, data: RetrievalData, batch_size: int = 256):
     """-> image tokens (n_img, N, d), image feats (n_img, e), text ids, masks, text feats (n_txt, e)."""
+    device = next(model.parameters()).device
     embeds, img_feats, txt_feats = [], [], []
     step = max(1, batch_size // data.frames_per_item)  # the same number of frames per ViT pass for clips
     for start in range(0, data.n_images, step):
         idx = np.arange(start, min(start + step, data.n_images))
-        e, f = encode_images(model, backbone.pixels(data.image_batch(idx)))
+        e, f = encode_images(model, backbone.pixels(data.image_batch(idx)).to(device))
         embeds.append(e)
-        img_feats.append(f)
+        img_feats.append(f.float())
     tok = backbone.tokenize(data.texts)
+    ids, mask = tok["input_ids"].to(device), tok["attention_mask"].to(device)
     for start in range(0, len(data.texts), batch_size):
         sl = slice(start, start + batch_size)
-        txt_feats.append(encode_texts(model, tok["input_ids"][sl], tok["attention_mask"][sl])[1])
-    return torch.cat(embeds), torch.cat(img_feats), tok["input_ids"], tok["attention_mask"], torch.cat(txt_feats)
+        txt_feats.append(encode_texts(model, ids[sl], mask[sl])[1].float())
+    return torch.cat(embeds), torch.cat(img_feats), ids, mask, torch.cat(txt_feats)
 
 
 @torch.no_grad()
@@ -259,7 +265,7 @@ def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id, 
     for s in range(0, len(img_idx), chunk):
         i, t = img_idx[s : s + chunk], txt_idx[s : s + chunk]
         fused = fused_cls(model, image_embeds[i], ids[t], mask[t], enc_token_id)
-        scores.append(itm_logits(model, fused)[:, 1])
+        scores.append(itm_logits(model, fused)[:, 1].float())
     return torch.cat(scores)
 
 
@@ -280,7 +286,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     embeds, img_feat, ids, mask, txt_feat = embed_split(model, backbone, data)
-    sims = (img_feat @ txt_feat.T).numpy()  # (n_img, n_txt)
+    with torch.autocast(img_feat.device.type, enabled=False):  # ranks from fp32 cosines whatever the precision
+        sims = (img_feat @ txt_feat.T).cpu().numpy()  # (n_img, n_txt)
     video = isinstance(data, VideoRetrievalData)
     out = {f"itc_{k}": v for k, v in retrieval_recall(sims, data.txt2img, median_rank=video).items()}
     if itm:
@@ -294,7 +301,8 @@ def evaluate(
         # the two candidate sets overlap heavily: score each (image, caption) pair once
         img_idx, txt_idx = (need_i2t | need_t2i).nonzero(as_tuple=True)
         rerank = torch.zeros_like(sims_t, dtype=torch.float64)
-        itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx, backbone.enc_token_id)
+        itm_logit = _itm_scores(model, embeds, ids, mask, img_idx.to(embeds.device), txt_idx.to(embeds.device),
+                                backbone.enc_token_id).cpu()
         itc_weight = 1.0 / backbone.temp if itc_weight is None else itc_weight
         rerank[img_idx, txt_idx] = (itm_logit + itc_weight * sims_t[img_idx, txt_idx]).double()
         # (n_img, n_txt) the ITC order, shifted under every re-ranked score whatever the weights' scale

@@ -100,8 +100,8 @@ def special_ids(backbone) -> tuple[int, int]:
 def encode_questions(model: nn.Module, backbone, visual: torch.Tensor, questions: Sequence[str]):
     """Question states grounded in the visual tokens (B, N', d) -> (B, L, d) states and their (B, L) mask."""
     tok = backbone.tokenize(questions)
-    states = image_grounded(model, visual, tok["input_ids"], tok["attention_mask"], backbone.enc_token_id)
-    return states, tok["attention_mask"]
+    ids, mask = tok["input_ids"].to(visual.device), tok["attention_mask"].to(visual.device)
+    return image_grounded(model, visual, ids, mask, backbone.enc_token_id), mask
 
 
 def tokenize_answers(backbone, answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +129,13 @@ def vqa_losses(model, backbone, pixels: torch.Tensor, questions: Sequence[str],
     """BLIP's VQA loss: -sum over every question's answers of w * log p(answer), divided by B."""
     visual = visual_tokens(model, pixels)
     states, state_mask = encode_questions(model, backbone, visual, questions)  # (B, L, d), (B, L)
+    device = pixels.device
     answers = [a for ans, _ in targets for a in ans]
-    weights = torch.tensor([w for _, ws in targets for w in ws])  # (A,)
+    weights = torch.tensor([w for _, ws in targets for w in ws], device=device)  # (A,)
     # each question's states repeated once per answer of that question
-    rows = torch.repeat_interleave(torch.arange(len(targets)), torch.tensor([len(ans) for ans, _ in targets]))
-    ids, mask = tokenize_answers(backbone, answers)
+    rows = torch.repeat_interleave(torch.arange(len(targets), device=device),
+                                   torch.tensor([len(ans) for ans, _ in targets], device=device))
+    ids, mask = (t.to(device) for t in tokenize_answers(backbone, answers))
     log_lik = answer_log_likelihood(model, states[rows], state_mask[rows], ids, mask)  # (A,)
     loss = -(weights * log_lik).sum() / len(targets)
     return {"loss": loss, "vqa_loss": loss.detach()}
@@ -148,10 +150,13 @@ class VQAObjective(Objective):
     def batches(self, data: VQAData, batch_size: int, rng: np.random.Generator):
         return index_batches(len(data.questions), min(batch_size, len(data.questions)), rng)
 
+    def items(self, data: VQAData) -> int:
+        return len(data.questions)
+
     def losses(self, model, data: VQAData, idx: np.ndarray, gen, hooks=None) -> dict:
         # training frames are drawn at random (videos); the draw follows the trial's torch generator
-        rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=gen)))
-        pixels = self.backbone.pixels(data.visual_batch(idx, train=True, rng=rng))
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=gen, device=gen.device)))
+        pixels = self.backbone.pixels(data.visual_batch(idx, train=True, rng=rng)).to(gen.device, non_blocking=True)
         return vqa_losses(model, self.backbone, pixels, [data.questions[i] for i in idx],
                           [data.targets[i] for i in idx])
 
@@ -169,7 +174,7 @@ def rank_answers(model, states, state_mask, cand_ids, cand_mask, k: int) -> torc
                                encoder_attention_mask=state_mask).logits[:, 0]  # (B, V)
     first = F.log_softmax(first.float(), dim=-1)[:, cand_ids[:, 1]]  # (B, C) log p(first answer token)
     top = first.topk(k, dim=1).indices  # (B, k)
-    rows = torch.arange(b).repeat_interleave(k)
+    rows = torch.arange(b, device=states.device).repeat_interleave(k)
     log_lik = answer_log_likelihood(model, states[rows], state_mask[rows], cand_ids[top.flatten()],
                                     cand_mask[top.flatten()]).view(b, k)
     return top.gather(1, log_lik.argmax(1, keepdim=True)).squeeze(1)
@@ -181,8 +186,8 @@ def generate_answers(model, states, state_mask, dec_id: int, sep_id: int, max_le
     [SEP] -> the answer tokens of each question. No KV cache: every step re-reads the whole prefix, so a
     method's deltas apply to every token exactly as in training."""
     b = states.shape[0]
-    ids = torch.full((b, 1), dec_id, dtype=torch.long)
-    done = torch.zeros(b, dtype=torch.bool)
+    ids = torch.full((b, 1), dec_id, dtype=torch.long, device=states.device)
+    done = torch.zeros(b, dtype=torch.bool, device=states.device)
     for _ in range(max_len - 1):
         logits = arch.text_decoder(model)(input_ids=ids, encoder_hidden_states=states,
                                     encoder_attention_mask=state_mask).logits[:, -1]  # (B, V)
@@ -208,13 +213,14 @@ def predict(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10
     """One answer per question: the best-ranked candidate of ``data.answer_list``, else a greedy generation."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     dec_id, sep_id = special_ids(backbone)
     if data.answer_list is not None:
-        cand_ids, cand_mask = tokenize_answers(backbone, data.answer_list)
+        cand_ids, cand_mask = (t.to(device) for t in tokenize_answers(backbone, data.answer_list))
     predictions: list[str] = []
     for start in range(0, len(data.questions), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data.questions)))
-        visual = visual_tokens(model, backbone.pixels(data.visual_batch(idx, train=False)))
+        visual = visual_tokens(model, backbone.pixels(data.visual_batch(idx, train=False)).to(device))
         states, state_mask = encode_questions(model, backbone, visual, [data.questions[i] for i in idx])
         if data.answer_list is not None:
             best = rank_answers(model, states, state_mask, cand_ids, cand_mask, k_test)

@@ -173,6 +173,14 @@ def _check_train(where: str, train: dict) -> None:
         raise SpecError(f"{where}: unknown training setting {key!r}{hint}; valid: {sorted(valid)}")
 
 
+def _check_train_values(where: str, train: dict) -> None:
+    """The training settings one method entry runs with, built as the trial will build them."""
+    try:
+        TrainConfig(**train)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
+
+
 def _task_setting_names() -> set[str]:
     return {name for _, factory in BENCHMARKS.items() for name in factory().task_settings}
 
@@ -198,6 +206,7 @@ def parse(raw: dict, source: str) -> Experiment:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: expected a mapping at the top level")
     _check_keys(source, raw, Experiment)
+    _check_train(f"{source}: train", raw.get("train") or {})
     methods = {}
     for name, entry in (raw.get("methods") or {}).items():
         entry = entry or {}
@@ -205,6 +214,7 @@ def parse(raw: dict, source: str) -> Experiment:
         method_cls = METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
         methods[name] = MethodEntry(**entry)
         _check_train(f"{source}: methods.{name}.train", methods[name].train)
+        _check_train_values(f"{source}: methods.{name}", {**(raw.get("train") or {}), **methods[name].train})
         _check_search(f"{source}: methods.{name}", methods[name], method_cls)
     resources = raw.get("resources") or {}
     valid_resources = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
@@ -213,7 +223,6 @@ def parse(raw: dict, source: str) -> Experiment:
                         f"valid keys: {sorted(valid_resources)}")
     for bench in raw.get("benchmarks") or []:
         BENCHMARKS.get(bench)
-    _check_train(f"{source}: train", raw.get("train") or {})
     _check_task(f"{source}: task", raw.get("task") or {}, raw.get("benchmarks") or [])
     scheduler = _scheduler(source, raw.get("scheduler"))
     if not methods or not raw.get("benchmarks"):
