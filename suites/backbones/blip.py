@@ -60,13 +60,14 @@ def model_class(task: str) -> type:
     return MODEL_CLASSES[task]
 
 
-def blip_base_config(task: str = "retrieval") -> BlipConfig:
+def blip_base_config(task: str = "retrieval", image_size: int = 384) -> BlipConfig:
     """BLIP-base (ViT-B/16 + BERT-base MED) as BLIP builds it. ``BlipConfig()`` is not quite it: its text
     encoder has 8 attention heads (BLIP: 12) and its ViT LayerNorms eps 1e-5 (BLIP's ViT: 1e-6).
 
     Both tasks share the architecture. Image size: 384 for both, as transformers' released checkpoints
     (Salesforce/blip-itm-base-coco, blip-vqa-base) have it; BLIP fine-tuned its VQA model at 480 px
-    (configs/vqa.yaml), and transformers' conversion resized its position embeddings to 384.
+    (configs/vqa.yaml), and transformers' conversion resized its position embeddings to 384: an original VQA
+    checkpoint is read with ``image_size=480`` (+248,832 position-embedding weights).
     """
     model_class(task)  # an unknown task fails here
     text = dict(
@@ -79,7 +80,7 @@ def blip_base_config(task: str = "retrieval") -> BlipConfig:
     )
     vision = dict(
         hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-        image_size=384, patch_size=16,
+        image_size=image_size, patch_size=16,
         layer_norm_eps=1e-6,  # BlipVisionConfig's default is 1e-5
     )
     return BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=256, projection_dim=512)
