@@ -101,7 +101,7 @@ def _cmd_suite(args) -> int:
     from suites.orchestration import experiments
     from suites.orchestration.runner import run_suite
     from suites.orchestration.tracking import check_reachable, tracking_uri
-    from suites.orchestration.trial import prepare_backbones
+    from suites.orchestration.preflight import preflight
 
     exp = experiments.for_targets(args.targets or ["retrieval"])
     if args.methods:
@@ -114,12 +114,12 @@ def _cmd_suite(args) -> int:
     if args.steps:
         exp.train = {**exp.train, "steps": args.steps}
     specs = exp.trials()
-    check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after
-    prepare_backbones(specs)
-    print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
-          f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
     resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, **exp.resources}
     resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
+    check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after
+    preflight(specs, resources["gpus_per_trial"], args.address)
+    print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
+          f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
     records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
                                   retries=args.retries, resume=args.resume, scheduler=exp.scheduler,
                                   summarize=ranking_files)
@@ -219,12 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from suites.backbones import BackboneUnavailable
     from suites.benchmarks import DataError
+    from suites.engine.device import DeviceError
     from suites.orchestration.experiments import SpecError
+    from suites.orchestration.preflight import PreflightError
     from suites.orchestration.tracking import TrackingUnavailable
 
     try:
         return args.func(args)
-    except (UnknownNameError, TargetingError, BackboneUnavailable, DataError, SpecError, TrackingUnavailable) as err:
+    except (UnknownNameError, TargetingError, BackboneUnavailable, DataError, SpecError, TrackingUnavailable,
+            PreflightError, DeviceError) as err:
         # bad input: one clear line, no traceback
         print(f"aurora-bench: error: {err}", file=sys.stderr)
         return 2

@@ -63,18 +63,6 @@ def hardware(device: torch.device | None = None) -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
-def prepare_backbones(specs: list[TrialSpec]) -> None:
-    """Pretrain the proxy backbones once, in the driver with a progress bar, before trials need them."""
-    needed = set()
-    for s in specs:
-        bench = BENCHMARKS.get(s.benchmark)(**s.benchmark_options)
-        # the task's model class: the VQA proxy grows from the retrieval one and pretrains its decoder
-        needed.add((s.backbone or bench.default_backbone, tuple(sorted(bench.backbone_options().items()))))
-    for name, options in sorted(needed):
-        if name == "proxy":
-            build_backbone("proxy", **dict(options))
-
-
 def build_trial(spec: TrialSpec):
     """-> (benchmark, (train, val, test) data, backbone, method) with the method applied to the backbone."""
     bench = BENCHMARKS.get(spec.benchmark)(**spec.benchmark_options)

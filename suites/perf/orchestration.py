@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
     import ray
     from ray import tune  # noqa: F401
 
-    from suites.orchestration.trial import TrialSpec, hardware, prepare_backbones
+    from suites.orchestration.preflight import prepare_backbones
+    from suites.orchestration.trial import TrialSpec, hardware
 
     train = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": max(1, args.steps // 10),
              "eval_every": max(1, args.steps // 2)}

@@ -149,45 +149,67 @@ def sharpness(img: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _warp(img: np.ndarray, forward: np.ndarray, fill: Sequence[int] = FILL) -> np.ndarray:
-    """``cv2.warpAffine(img, forward, (W, H), flags=INTER_LINEAR, borderValue=fill)`` with PIL.
+def _cv2_inverse(forward: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """The destination -> source matrix (a00, a01, b0, a10, a11, b1), inverted the way ``cv2.invertAffineTransform``
+    (and ``warpAffine``) invert it, in double precision."""
+    m = np.asarray(forward, dtype=np.float64)
+    det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+    det = 1.0 / det if det != 0 else 0.0
+    a00, a01, a10, a11 = m[1, 1] * det, -m[0, 1] * det, -m[1, 0] * det, m[0, 0] * det
+    return a00, a01, -a00 * m[0, 2] - a01 * m[1, 2], a10, a11, -a10 * m[0, 2] - a11 * m[1, 2]
 
-    ``forward`` is the 2x3 matrix in cv2's convention: it maps a source pixel index (x, y) to its destination.
-    PIL wants the inverse (destination -> source) in its own coordinates, where index i is the centre i + 0.5;
-    the source is padded by one pixel of ``fill`` (index i -> i + 1 there) so bilinear samples within a pixel
-    of the edge blend with the fill, as cv2's constant border does."""
+
+def _warp(img: np.ndarray, forward: np.ndarray, fill: Sequence[int] = FILL) -> np.ndarray:
+    """``cv2.warpAffine(img, forward, (W, H), flags=INTER_LINEAR, borderValue=fill)``, in numpy, to the bit.
+
+    ``forward`` is cv2's 2x3 matrix mapping a source pixel index (x, y) to its destination. Like cv2, each
+    output pixel's source position is computed in 1/1024 pixel (row and column parts rounded half-to-even
+    separately), rounded to 1/32 pixel, and interpolated bilinearly in fixed point (weights in 1/32 per axis,
+    result rounded half up). Neighbours outside the image take ``fill`` (cv2's BORDER_CONSTANT), so edge pixels
+    blend into the fill."""
     h, w = img.shape[:2]
-    inverse = np.linalg.inv(np.vstack([np.asarray(forward, dtype=np.float64), [0.0, 0.0, 1.0]]))[:2]
-    a, t = inverse[:, :2], inverse[:, 2]
-    # padded index = a @ (dst_pil - 0.5) + t + 1 and PIL samples at padded index + 0.5
-    t_pil = t + 1.5 - a @ np.array([0.5, 0.5])
-    fill = tuple(int(v) for v in fill)
-    padded = Image.new("RGB", (w + 2, h + 2), fill)
-    padded.paste(Image.fromarray(img, "RGB"), (1, 1))
-    data = (a[0, 0], a[0, 1], t_pil[0], a[1, 0], a[1, 1], t_pil[1])
-    out = padded.transform((w, h), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR,
-                           fillcolor=fill)
-    return np.array(out)
+    a00, a01, b0, a10, a11, b1 = _cv2_inverse(forward)
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+
+    def fixed(row_coef, offset, col_coef):  # source coordinate in 1/32 pixel, (h, w) int64
+        per_row = np.rint((row_coef * ys + offset) * 1024).astype(np.int64)[:, None]
+        per_col = np.rint(col_coef * xs * 1024).astype(np.int64)[None, :]
+        return (per_row + per_col + 16) >> 5
+
+    qx, qy = fixed(a01, b0, a00), fixed(a11, b1, a10)
+    wx, wy = (qx & 31).astype(np.int32)[..., None], (qy & 31).astype(np.int32)[..., None]
+    x0, y0 = (qx >> 5) + 1, (qy >> 5) + 1  # indices into the image padded by one pixel of fill
+    padded = np.empty((h + 2, w + 2, 3), dtype=np.uint8)
+    padded[:] = np.asarray(fill, dtype=np.uint8)
+    padded[1:-1, 1:-1] = img
+    flat = padded.reshape(-1, 3)
+    left, right = np.clip(x0, 0, w + 1), np.clip(x0 + 1, 0, w + 1)
+    upper, lower = np.clip(y0, 0, h + 1) * (w + 2), np.clip(y0 + 1, 0, h + 1) * (w + 2)
+
+    def row(base):  # 32 x the horizontal interpolation along one source row
+        return (32 - wx) * np.take(flat, base + left, axis=0) + wx * np.take(flat, base + right, axis=0)
+
+    return (((32 - wy) * row(upper) + wy * row(lower) + 512) >> 10).astype(np.uint8)
 
 
 def shear_x(img: np.ndarray, shear: float, fill: Sequence[int] = FILL) -> np.ndarray:
     """(x, y) -> (x + shear * y, y): rows slide right in proportion to their index."""
-    return _warp(img, np.array([[1.0, shear, 0.0], [0.0, 1.0, 0.0]]), fill)
+    return _warp(img, np.array([[1, shear, 0], [0, 1, 0]], dtype=np.float32), fill)
 
 
 def shear_y(img: np.ndarray, shear: float, fill: Sequence[int] = FILL) -> np.ndarray:
     """(x, y) -> (x, y + shear * x): columns slide down in proportion to their index."""
-    return _warp(img, np.array([[1.0, 0.0, 0.0], [shear, 1.0, 0.0]]), fill)
+    return _warp(img, np.array([[1, 0, 0], [shear, 1, 0]], dtype=np.float32), fill)
 
 
 def translate_x(img: np.ndarray, pixels: float, fill: Sequence[int] = FILL) -> np.ndarray:
     """(x, y) -> (x - pixels, y): positive moves the content left (BLIP's and PIL's sign)."""
-    return _warp(img, np.array([[1.0, 0.0, -pixels], [0.0, 1.0, 0.0]]), fill)
+    return _warp(img, np.array([[1, 0, -pixels], [0, 1, 0]], dtype=np.float32), fill)
 
 
 def translate_y(img: np.ndarray, pixels: float, fill: Sequence[int] = FILL) -> np.ndarray:
     """(x, y) -> (x, y - pixels): positive moves the content up."""
-    return _warp(img, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -pixels]]), fill)
+    return _warp(img, np.array([[1, 0, 0], [0, 1, -pixels]], dtype=np.float32), fill)
 
 
 def rotate(img: np.ndarray, degrees: float, fill: Sequence[int] = FILL) -> np.ndarray:
