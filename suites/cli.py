@@ -99,9 +99,9 @@ def ranking_files(records) -> dict[str, str]:
 def _cmd_suite(args) -> int:
     from reports.tables import print_ranking
     from suites.orchestration import experiments
+    from suites.orchestration.preflight import preflight
     from suites.orchestration.runner import run_suite
     from suites.orchestration.tracking import check_reachable, tracking_uri
-    from suites.orchestration.preflight import preflight
 
     exp = experiments.for_targets(args.targets or ["retrieval"])
     if args.methods:
