@@ -97,7 +97,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         train, _, _ = bench.load()
         objective = bench.objective(backbone)
         backbone.model.train()
-        batch = next(objective.batches(train, 8, np.random.default_rng(0)))
+        batch = objective.load(train, next(objective.batches(train, 8, np.random.default_rng(0))), None)
         objective.losses(backbone.model, train, batch, torch.Generator().manual_seed(0))["loss"].backward()
         return {n: p.grad.clone() for n, p in backbone.model.named_parameters() if p.grad is not None}
 
@@ -137,3 +137,31 @@ def test_device_and_precision_settings():
 def test_bad_training_settings_fail_when_built(bad):
     with pytest.raises(ValueError, match="train\\."):
         TrainConfig(**bad)
+
+
+def test_loaded_batches_do_not_depend_on_the_number_of_workers():
+    """Random frames are drawn per batch from (seed, batch number), never from a worker's own state."""
+    from suites.engine.data import load_batches
+
+    bench = BENCHMARKS.get("proxy-msrvtt")(train_clips=12, val_clips=3, test_clips=3, n_frames=2)
+    train, _, _ = bench.load()
+    objective = bench.objective(build_backbone("test-tiny"))
+
+    def batches(workers: int) -> list[dict]:
+        return list(load_batches(objective, train, 4, 6, np.random.default_rng(0), seed=3, num_workers=workers))
+
+    serial, parallel = batches(0), batches(2)
+    assert len(serial) == len(parallel) == 6
+    for a, b in zip(serial, parallel):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], msg=key)
+    assert not all(torch.equal(a["pixels"], b["pixels"]) for a, b in zip(serial, batches(0)[1:] + serial[:1]))
+
+
+@pytest.mark.slow
+def test_a_trial_with_loading_workers(tmp_path):
+    spec = TrialSpec(method="lora", benchmark="test-tiny", output_dir=str(tmp_path),
+                     train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 3, "num_workers": 2})
+    serial = run_trial(TrialSpec(**{**spec.__dict__, "train": {**spec.train, "num_workers": 0}}))
+    assert run_trial(spec).metrics == serial.metrics  # the same batches, whoever loads them

@@ -75,6 +75,18 @@ def test_loader_trains_and_evaluates(name, writer, tmp_path, tiny):
     assert 0.0 <= metrics["itm_r_mean"] <= 100.0 and "itc_txt_r1" in metrics
 
 
+def test_real_training_images_get_blips_training_transform(tmp_path, tiny):
+    write_coco(tmp_path)
+    objective = RetrievalObjective(tiny, torch.tensor(0.07), LossSettings())
+    idx = np.arange(4)
+    for augment in (True, False):
+        train, _, test = BENCHMARKS.get("coco")(data_root=str(tmp_path), augment=augment).load()
+        assert train.augment is augment and not test.augment  # evaluation: the test transform only
+        first, again, other = (objective.load(train, idx, np.random.default_rng(seed))["pixels"] for seed in (1, 1, 2))
+        assert first.shape == (4, 3, tiny.image_size, tiny.image_size) and torch.equal(first, again)
+        assert torch.equal(first, other) is not augment  # augmented batches follow the loader's generator
+
+
 def test_missing_file_names_path_and_layout(tmp_path):
     write_coco(tmp_path)
     (tmp_path / "coco" / "annotations" / "coco_karpathy_val.json").unlink()

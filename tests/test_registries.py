@@ -38,7 +38,7 @@ def test_the_tiny_test_benchmark_runs_the_whole_protocol():
     import numpy as np
     import torch
 
-    batch = next(objective.batches(train, 8, np.random.default_rng(0)))
+    batch = objective.load(train, next(objective.batches(train, 8, np.random.default_rng(0))), np.random.default_rng(0))
     losses = objective.losses(backbone.model, train, batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(losses["loss"])
     assert list(bench.validate(backbone.model, backbone, val))[0] == "itc_r_mean"

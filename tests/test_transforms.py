@@ -3,6 +3,7 @@ RandomResizedCrop box and its statistics, the flip, each RandomAugment op agains
 where PIL defines the same op), magnitude mapping, pickling and input kinds."""
 
 import ast
+import hashlib
 import inspect
 import math
 import pickle
@@ -313,6 +314,13 @@ def test_auto_contrast_stretches_each_channel_to_full_range():
     np.testing.assert_array_equal(T.auto_contrast(full), full)  # already full range: no change
 
 
+def test_auto_contrast_does_not_copy_blips_uint8_overflow():
+    """BLIP negates a uint8 minimum (``-low * scale``), which wraps, so a channel whose minimum is above 0 comes
+    out all 255. Ours stretches it, as PIL and BLIP's own docstring say."""
+    img = np.dstack([np.array([[40, 60], [80, 100]])] * 3).astype(np.uint8)
+    assert T.auto_contrast(img)[..., 0].tolist() == [[0, 85], [170, 255]]
+
+
 def test_auto_contrast_is_pil_up_to_its_float_truncation():
     """PIL (and BLIP) compute int(v * scale + offset) in floating point, which truncates some exact integers
     k to k - 1; ours is the exact floor((v - lo) * 255 / (hi - lo)). They differ nowhere else."""
@@ -414,6 +422,40 @@ def test_translate_moves_content_and_fills_grey():
     assert (half[:, -1] == 64).all() and (half[:, :-1] == 0).all()
     half = T.translate_y(np.zeros((8, 8, 3), np.uint8), -0.5)
     assert (half[0] == 64).all() and (half[1:] == 0).all()
+
+
+# sha256 prefixes of BLIP's own shear/translate/rotate functions (cv2.warpAffine, opencv-python-headless 4.14,
+# fill (128, 128, 128)) on _pattern(); the numpy warp reproduces them bit for bit.
+CV2_GOLDEN = [
+    ("ShearX", 0.15, "f515a4543319d712"),
+    ("ShearX", -0.3, "58117aa3044b6b3c"),
+    ("ShearY", 0.15, "7d4a484e70085265"),
+    ("TranslateX", 0.3, "59d6d589525ac342"),
+    ("TranslateY", -2.5, "ec5640cf3177edf2"),
+    ("Rotate", 15.0, "74a685315fab8143"),
+    ("Rotate", -15.0, "ad24493716aa0cb5"),
+    ("Rotate", 4.5, "0b0cd8b811bfdc40"),
+]
+
+
+def _pattern():
+    """A (29, 37, 3) high-frequency image from integer arithmetic alone (no RNG, no version drift)."""
+    y, x, c = np.mgrid[0:29, 0:37, 0:3]
+    return (((x * 37 + y * 91 + c * 53) ^ (x * y)) % 256).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name,argument,digest", CV2_GOLDEN)
+def test_geometric_ops_are_bit_identical_to_blips_cv2(name, argument, digest):
+    out = T.apply_op(_pattern(), name, argument)
+    assert hashlib.sha256(out.tobytes()).hexdigest()[:16] == digest
+
+
+def test_warp_rounds_to_nearest():
+    """cv2 (and so BLIP) rounds the bilinear result; PIL's transform truncates (0.5 level darker on average)."""
+    img = np.zeros((1, 4, 3), np.uint8)
+    img[0, 1], img[0, 2], img[0, 3] = 255, 1, 3
+    out = T.translate_x(img, 0.5, fill=(0, 0, 0))[0, :, 0]
+    assert out.tolist() == [128, 128, 2, 2]  # 127.5, 128, 2, 1.5 rounded half up
 
 
 def _centroid(img, cx, cy, radius):

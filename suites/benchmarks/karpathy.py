@@ -39,6 +39,7 @@ class KarpathyRetrieval(RetrievalBenchmark):
     image_root: str = ""  # default <data_root>/<dataset>/images
     ann_root: str = ""  # default <data_root>/<dataset>/annotations
     max_words: int = 30
+    augment: bool = True  # BLIP's training transform on training images (random resized crop, flip, RandAugment)
 
     def _roots(self) -> list[Path]:
         return data_roots(self.name, self.data_root, self.dataset, self.layout(),
@@ -70,7 +71,7 @@ class KarpathyRetrieval(RetrievalBenchmark):
                 images.append(self._image_path(image_root, rec["image"]))
             texts.append(pre_caption(rec["caption"], self.max_words))
             txt2img.append(index[key])
-        return RetrievalData(images, texts, np.array(txt2img))
+        return RetrievalData(images, texts, np.array(txt2img), augment=self.augment)
 
     def _eval(self, records: list, image_root: Path, path_hint: str) -> RetrievalData:
         images, texts, txt2img = [], [], []

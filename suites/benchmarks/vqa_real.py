@@ -47,6 +47,7 @@ class VQAv2(VQABenchmark):
     image_root: str = ""  # default <data_root>/coco/images: holds train2014/, val2014/, test2015/
     ann_root: str = ""  # default <data_root>/coco/annotations
     val_questions: int = 1000  # per-epoch validation reads the first of vqa_val's questions
+    augment: bool = True  # BLIP's training transform on training images (random resized crop, flip, RandAugment)
 
     LAYOUT = ("<data_root>/coco/annotations/{vqa_train,vqa_val,vqa_test,answer_list}.json and "
               "<data_root>/coco/images/{train2014,val2014,test2015}/COCO_*.jpg (BLIP's VQA JSONs)")
@@ -91,6 +92,7 @@ class VQAv2(VQABenchmark):
         files = {s: ann_root / f"vqa_{s}.json" for s in ("train", "val", "test")}
         records = {s: read_json(p, self.LAYOUT) for s, p in files.items()}
         train = self._split(records["train"], image_root, answer_list, files["train"], answered=True)
+        train.augment = self.augment
         test = self._split(records["val"], image_root, answer_list, files["val"], answered=True)
         val = self._split(records["val"][: self.val_questions], image_root, answer_list, files["val"], answered=True)
         # test2015 has no answers: checked now, predicted only by write_results

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from suites.engine.data import load_batches
 from suites.engine.device import PRECISIONS, Precision, resolve_precision
 
 
@@ -40,6 +41,8 @@ class TrainConfig:
     # autocast precision: fp32 | bf16 | fp16 | auto (None: auto, bf16 on GPUs that support it, fp32 on CPU)
     precision: str | None = None
     device: str | None = None  # auto | cpu | cuda | cuda:N (None: auto, the GPU Ray assigned, else CPU)
+    # processes loading batches ahead of the loop (None: 0 here; a trial sets its CPUs - 1)
+    num_workers: int | None = None
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every"):
@@ -48,6 +51,8 @@ class TrainConfig:
         for name in ("epochs", "grad_accumulation"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, minimum=0)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
@@ -89,6 +94,11 @@ class Objective:
     def items(self, data: Any) -> int:
         """Training items in ``data`` (what an epoch passes over)."""
         raise NotImplementedError
+
+    def load(self, data: Any, batch: Any, rng: np.random.Generator) -> Any:
+        """A batch of ``batches`` -> what ``losses`` takes, on the CPU (files decoded, frames drawn, text
+        tokenized). Runs in loader worker processes; random choices use ``rng`` only. Default: the batch."""
+        return batch
 
     def losses(self, model: nn.Module, data: Any, batch: Any, gen: torch.Generator,
                hooks: dict[str, Callable] | None = None) -> dict:
@@ -189,7 +199,8 @@ def fit(
     hooks = method.task_hooks() if method is not None else {}
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    batches = objective.batches(data, cfg.batch_size, rng)
+    batches = load_batches(objective, data, cfg.batch_size, steps * cfg.accumulation, rng, seed,
+                           cfg.num_workers or 0, pin_memory=device.type == "cuda")
     bar = _progress(steps, progress)
     window: dict[str, list[float]] = {}
     model.train()

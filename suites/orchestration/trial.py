@@ -46,7 +46,8 @@ class TrialSpec:
         return f"{self.benchmark}--{self.row}--seed{self.seed}"
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(**self.train)
+        """The trial's training settings; loading workers default to the trial's CPUs but one."""
+        return TrainConfig(**{"num_workers": max(0, self.threads - 1), **self.train})
 
 
 def hardware(device: torch.device | None = None) -> str:

@@ -23,6 +23,7 @@ from aurora import arch
 from suites.engine.loop import Objective, index_batches
 from suites.tasks.metrics import retrieval_recall
 from suites.tasks.passes import frame_tokens, image_grounded, side_by_side
+from suites.tasks.transforms import augmented
 from suites.tasks.video import frame_indices, sample_frames
 
 # The named method hook retrieval's objective calls (``Method.task_hooks``):
@@ -38,12 +39,14 @@ class RetrievalData:
     images: uint8 (n, H, W, 3) array, or a list of image file paths (real tier, loaded lazily).
     true_of: optional oracle (image indices, text indices) -> bool matrix, "caption j is true of image i";
     where missing, only an image's own captions count as true (the real datasets give nothing more).
+    augment: training images go through BLIP's training transform (random resized crop, flip, RandAugment).
     """
 
     images: np.ndarray | Sequence[str]
     texts: list[str]
     txt2img: np.ndarray
     true_of: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    augment: bool = False
 
     def __post_init__(self):
         self.txt2img = np.asarray(self.txt2img, dtype=np.int64)
@@ -54,7 +57,8 @@ class RetrievalData:
     def n_images(self) -> int:
         return len(self.images)
 
-    def image_batch(self, idx: np.ndarray):
+    def image_batch(self, idx: np.ndarray, rng: np.random.Generator | None = None):
+        """The images of ``idx``: a uint8 array, or PIL images read from their files."""
         if isinstance(self.images, np.ndarray):
             return self.images[idx]
         from PIL import Image
@@ -86,11 +90,10 @@ class VideoRetrievalData(RetrievalData):
     def frames_per_item(self) -> int:
         return self.n_frames
 
-    def image_batch(self, idx: np.ndarray):
-        """-> uint8 (B, T, H, W, 3) for stored clips, a list of B (T, H, W, 3) arrays for video files."""
-        # Draws come from torch's global generator, which the trial seeds: the data object (cached and
-        # shared between trials) holds no sampling state, and a trial's frames still follow its seed.
-        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
+    def image_batch(self, idx: np.ndarray, rng: np.random.Generator | None = None):
+        """-> uint8 (B, T, H, W, 3) for stored clips, a list of B (T, H, W, 3) arrays for video files. "random"
+        frames are drawn with ``rng`` (the training loader's per-batch generator): the data object, cached
+        and shared between trials, holds no sampling state."""
         if isinstance(self.images, np.ndarray):
             return np.stack([self.images[i][frame_indices(len(self.images[i]), self.n_frames, self.frame_mode, rng)]
                              for i in idx])
@@ -129,14 +132,20 @@ class RetrievalObjective(Objective):
     def items(self, data: RetrievalData) -> int:
         return len(data.texts)
 
-    def losses(self, model, data: RetrievalData, txt_idx: np.ndarray, gen, hooks=None) -> dict:
-        device = gen.device
+    def load(self, data: RetrievalData, txt_idx: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         img_idx = data.txt2img[txt_idx]
-        truth = torch.from_numpy(data.truth(img_idx, txt_idx)).to(device)  # (B, B)
         tok = self.backbone.tokenize([data.texts[t] for t in txt_idx])
-        pixels = self.backbone.pixels(data.image_batch(img_idx)).to(device, non_blocking=True)
-        return retrieval_losses(model, pixels, tok["input_ids"].to(device), tok["attention_mask"].to(device), truth,
-                                self.temp.to(device), self.backbone.enc_token_id, self.settings, gen, hooks)
+        images = data.image_batch(img_idx, rng)
+        if data.augment:
+            images = augmented(images, self.backbone.image_size, rng)
+        return {"pixels": self.backbone.pixels(images),  # (B, 3, S, S) or (B, T, 3, S, S)
+                "input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"],
+                "truth": torch.from_numpy(data.truth(img_idx, txt_idx))}  # (B, B)
+
+    def losses(self, model, data: RetrievalData, batch: dict, gen, hooks=None) -> dict:
+        x = {k: v.to(gen.device, non_blocking=True) for k, v in batch.items()}
+        return retrieval_losses(model, x["pixels"], x["input_ids"], x["attention_mask"], x["truth"],
+                                self.temp.to(gen.device), self.backbone.enc_token_id, self.settings, gen, hooks)
 
 
 def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

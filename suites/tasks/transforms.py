@@ -25,42 +25,45 @@ M = 5, Brightness and Sharpness (factor exactly 1.0) change nothing, like Identi
 Here ``BlipTrainTransform`` returns the augmented uint8 (S, S, 3) array; ToTensor and Normalize stay with
 the backbone (``Backbone.pixels`` scales to [0, 1] and normalises with the backbone's mean and std).
 
-Where this differs from BLIP, and why:
+Where this differs from BLIP, and why (each op was compared with BLIP's own functions, run with
+opencv-python-headless 4.14, on random and smooth images; "same" below means bit-identical there):
 
-- Randomness: every draw comes from the ``rng`` argument (BLIP uses torch's global RNG for the crop and flip and
-  numpy's global RNG for RandomAugment), so a loader can seed one Generator per sample and get the same
-  output in any process or worker. The draws are the same kind and happen in the same order (crop: area
-  fraction, log aspect ratio, up to 10 tries, then top and left; flip; the N op picks; then for each op its
-  apply test and, if applied and signed, its sign). They are not the same streams, so a seed does not
+- Randomness: every draw comes from the ``rng`` argument. BLIP uses torch's global RNG for the crop and flip and
+  numpy's global RNG for RandomAugment. With one Generator, a loader can seed each sample and get the same
+  output in any process or worker. The draws are of the same kind and come in the same order: the crop
+  (area fraction, log aspect ratio, up to 10 tries, then top and left), the flip, the N op picks, then for
+  each op its apply test and, if it is applied and signed, its sign. The streams differ, so a seed does not
   reproduce BLIP's exact outputs.
-- Geometric ops (ShearX/Y, TranslateX/Y, Rotate) use PIL's ``Image.transform(AFFINE, BILINEAR)`` instead of
-  ``cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT)``. They take the same forward matrices in cv2's
-  pixel-index coordinates (including cv2's rotation centre (W/2, H/2), half a pixel off the true centre),
-  converted to PIL's pixel-centre coordinates. The image is padded with one pixel of fill first, so edge
-  pixels blend with the fill the way cv2's constant border does (without the pad, PIL would clamp to the
-  edge pixel up to half a pixel outside the image and then switch to the fill abruptly). What remains:
-  cv2 rounds source coordinates to 1/32 pixel and uses fixed-point weights, while PIL computes in floating
-  point, so single values can differ by about one grey level. Integer shifts and magnitude 0 are exact in
-  both.
-- AutoContrast computes its lookup table with exact integers, ``(v - lo) * 255 // (hi - lo)``. BLIP (and
-  PIL) use ``v * scale + offset`` in floating point, which can truncate a value that should be exactly k
-  down to k - 1. Otherwise the two are the same (cutoff 0, per channel, constant channels unchanged).
-- Equalize is PIL's algorithm, as in BLIP, but counts with int64 ``np.bincount``. BLIP's float32
-  ``cv2.calcHist`` counts stop being exact above 2**24 pixels.
-- Sharpness: the smoothing kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 is applied to the interior,
-  rounded to the nearest integer as cv2 rounds it. The one-pixel border always keeps the original values
-  (BLIP keeps it too, except at factor 0, where it returns cv2's reflected-border smoothing). The blend is
-  clipped to [0, 255] before it is truncated to uint8. BLIP casts without clipping, so for factors above
-  1 (M > 5) its overshooting values wrap around, e.g. 256 becomes 0. At BLIP's M = 5 (factor 1) both
-  return the input.
+- Geometric ops (ShearX/Y, TranslateX/Y, Rotate): ``_warp`` reimplements ``cv2.warpAffine(INTER_LINEAR,
+  BORDER_CONSTANT)`` in numpy. It builds the same matrices (float32 for shear and translate, as BLIP does;
+  cv2's rotation about (W/2, H/2) in pixel indices, half a pixel off the true centre). It also copies cv2's
+  fixed-point arithmetic: 1/32-pixel source positions, integer bilinear weights, and edge pixels that blend
+  into the fill. Results are the same as cv2's. It costs more: tens of milliseconds for a 384 x 384 image on
+  one core, where cv2 takes about one. PIL's ``Image.transform`` would be faster, but it truncates instead of
+  rounding (0.5 grey levels darker on average, up to 7 levels off) and handles the edges differently.
+- AutoContrast is PIL's ``ImageOps.autocontrast`` (cutoff 0, per channel), which BLIP's docstring says it
+  implements. BLIP's code does not: it computes ``offset = -low * scale`` with ``low`` a numpy uint8, whose
+  negation wraps (-40 becomes 216). So every channel whose minimum is above 0 comes out entirely 255, and only
+  channels that already reach 0 are stretched. This module does not reproduce that bug. Its lookup table is
+  the exact ``(v - lo) * 255 // (hi - lo)``. PIL computes ``int(v * scale + offset)`` in floating point, which
+  sometimes truncates an exact integer k to k - 1. In 15 % of (lo, hi) pairs that maps the maximum to 254
+  instead of 255; this module always gives 255.
+- Equalize: same (PIL's algorithm, as in BLIP; counted with int64 ``np.bincount`` rather than float32
+  ``cv2.calcHist``, which would stop being exact above 2**24 pixels).
+- Brightness: same.
+- Sharpness: same for factors in [0.1, 1], BLIP's range up to M = 5 (at M = 5, factor 1, both return the
+  input). For factors above 1 (M > 5), BLIP casts the blend to uint8 without clipping, so an overshoot wraps
+  (256 becomes 0); here the blend is clipped first, as PIL's ``ImageEnhance.Sharpness`` does, and equals PIL.
+  At factor exactly 0, BLIP returns cv2's smoothed image with reflected borders. Here the one-pixel border
+  keeps the original values at every factor, as BLIP does for every other factor.
 - Only the ten ops BLIP fine-tunes with are implemented (``BLIP_OPS``). BLIP's file also defines Solarize,
-  Color, Contrast and Posterize; none of BLIP's configs use them.
-- RandomResizedCrop follows torchvision's ``get_params`` exactly, including its banker's rounding
-  (``int(round(.))``) and central-crop fallback. The crop-then-resize uses PIL: ``crop`` then a bicubic
-  ``resize``, which is torchvision's PIL path.
+  Color, Contrast and Posterize; no BLIP config uses them.
+- RandomResizedCrop follows torchvision's ``get_params`` exactly, including ``int(round(.))`` (banker's
+  rounding) and the central-crop fallback. The crop is cut with PIL's ``crop`` and resized bicubically, as in
+  torchvision's PIL path.
 - ``test_transform`` returns the same array as ``suites.backbones.base._resize`` for PIL input (a bicubic
-  square resize in PIL). The two must stay equal; ``tests/test_transforms.py`` checks it. The function sets
-  ``__test__ = False`` so that pytest does not collect it when a test module imports it by name.
+  square resize in PIL). The two must stay equal, and ``tests/test_transforms.py`` checks that. Its
+  ``__test__ = False`` keeps pytest from collecting it when a test module imports it by name.
 """
 
 from __future__ import annotations
@@ -128,7 +131,8 @@ def equalize(img: np.ndarray) -> np.ndarray:
 
 
 def brightness(img: np.ndarray, factor: float) -> np.ndarray:
-    """v -> trunc(clip(v * factor, 0, 255)), computed in float32 as BLIP does (PIL's Brightness: a blend with black)."""
+    """v -> trunc(clip(v * factor, 0, 255)) in float32, as BLIP computes it (equal to PIL's Brightness, a blend
+    with black)."""
     table = np.clip(np.arange(256, dtype=np.float32) * np.float32(factor), 0, 255).astype(np.uint8)
     return table[img]
 
@@ -427,3 +431,9 @@ class BlipTrainTransform:
         pil = random_resized_crop(to_rgb_image(image), self.image_size, rng, self.scale, self.ratio)
         pil = random_horizontal_flip(pil, rng)
         return np.ascontiguousarray(self.augment(np.array(pil), rng))
+
+
+def augmented(images, image_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A training batch of images (PIL or uint8 arrays) through ``BlipTrainTransform`` -> uint8 (B, S, S, 3)."""
+    transform = BlipTrainTransform(image_size)
+    return np.stack([transform(image, rng) for image in images])

@@ -23,6 +23,7 @@ from aurora import arch
 from suites.engine.loop import Objective, index_batches
 from suites.tasks.metrics import vqa_accuracy
 from suites.tasks.passes import image_grounded, visual_tokens
+from suites.tasks.transforms import augmented
 
 SCORINGS = ("vqa", "exact")
 
@@ -41,6 +42,7 @@ class VQAData:
     scoring: "vqa" (official VQA accuracy) or "exact" (exact string match, as MSRVTT-QA is scored).
     load_visual: (path, train, rng) -> uint8 (H, W, 3) image or (T, H, W, 3) clip, for path visuals.
     kinds: optional question type per question, reported as ``accuracy_<kind>``.
+    augment: training images go through BLIP's training transform (random resized crop, flip, RandAugment).
     """
 
     visuals: np.ndarray | Sequence[str]
@@ -53,6 +55,7 @@ class VQAData:
     scoring: str = "vqa"
     load_visual: Callable[[str, bool, np.random.Generator | None], np.ndarray] | None = None
     kinds: list[str] | None = None
+    augment: bool = False
 
     def __post_init__(self):
         self.visual_idx = np.asarray(self.visual_idx, dtype=np.int64)
@@ -153,12 +156,17 @@ class VQAObjective(Objective):
     def items(self, data: VQAData) -> int:
         return len(data.questions)
 
-    def losses(self, model, data: VQAData, idx: np.ndarray, gen, hooks=None) -> dict:
-        # training frames are drawn at random (videos); the draw follows the trial's torch generator
-        rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=gen, device=gen.device)))
-        pixels = self.backbone.pixels(data.visual_batch(idx, train=True, rng=rng)).to(gen.device, non_blocking=True)
-        return vqa_losses(model, self.backbone, pixels, [data.questions[i] for i in idx],
-                          [data.targets[i] for i in idx])
+    def load(self, data: VQAData, idx: np.ndarray, rng: np.random.Generator) -> dict:
+        # training frames (videos) are drawn, and images augmented, with the loader's per-batch generator
+        visuals = data.visual_batch(idx, train=True, rng=rng)
+        if data.augment:
+            visuals = augmented(visuals, self.backbone.image_size, rng)
+        return {"pixels": self.backbone.pixels(visuals),
+                "questions": [data.questions[i] for i in idx], "targets": [data.targets[i] for i in idx]}
+
+    def losses(self, model, data: VQAData, batch: dict, gen, hooks=None) -> dict:
+        pixels = batch["pixels"].to(gen.device, non_blocking=True)
+        return vqa_losses(model, self.backbone, pixels, batch["questions"], batch["targets"])
 
 
 # ---------------------------------------------------------------- inference

@@ -1,0 +1,44 @@
+"""Training batches loaded ahead of the loop by ``DataLoader`` worker processes.
+
+The batches' item indices are drawn in the loop's process (the objective's ``batches`` with the trial's
+generator); each batch is then loaded (files decoded, frames sampled, images augmented, text tokenized) by
+the objective's ``load`` with a generator seeded by (trial seed, batch number). So a trial's batches are the
+same whatever the number of workers and whichever worker loads which batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class NumberedBatches(Dataset):
+    """Batch ``i`` of a trial: ``objective.load(data, indices[i], rng(seed, i))``."""
+
+    def __init__(self, objective, data: Any, indices: list, seed: int):
+        self.objective, self.data, self.indices, self.seed = objective, data, indices, seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.objective.load(self.data, self.indices[i], np.random.default_rng([self.seed, i]))
+
+
+def _one_thread(worker_id: int) -> None:
+    torch.set_num_threads(1)  # a loading worker decodes; the trial's threads compute
+
+
+def load_batches(objective, data: Any, batch_size: int, n_batches: int, rng: np.random.Generator, seed: int,
+                 num_workers: int = 0, pin_memory: bool = False) -> Iterator:
+    """``n_batches`` loaded batches, in order; with ``num_workers`` > 0 loaded ahead in worker processes."""
+    drawn = objective.batches(data, batch_size, rng)
+    indices = [next(drawn) for _ in range(n_batches)]
+    loader = DataLoader(NumberedBatches(objective, data, indices, seed), batch_size=None, shuffle=False,
+                        num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=_one_thread,
+                        prefetch_factor=4 if num_workers else None)
+    return iter(loader)
