@@ -7,11 +7,13 @@ what trains. The harness (``param_report``), never the method, counts parameters
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from aurora.registry import METHODS, UnknownNameError
@@ -62,6 +64,12 @@ class Method:
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after every optimizer step (schedule-driven methods)."""
 
+    def merge(self, model: nn.Module) -> Callable[[], None] | None:
+        """Fold what the method added into the backbone's weights (W + dW, computed once), so that evaluation
+        costs what the frozen backbone costs -> a function that restores the unmerged model; None where the
+        method cannot merge (evaluation then runs it as it trains). Called in eval mode, without grad."""
+        return None
+
     def task_hooks(self) -> dict[str, Callable]:
         """Named hooks a task's training objective calls, if it defines that name: {name: callable}.
 
@@ -72,6 +80,19 @@ class Method:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
+
+
+@contextlib.contextmanager
+def merged(method: Method, model: nn.Module):
+    """Within: the method's deltas merged into the weights where it can merge (``Method.merge``)."""
+    with torch.no_grad():
+        restore = method.merge(model)
+    try:
+        yield model
+    finally:
+        if restore is not None:
+            with torch.no_grad():
+                restore()
 
 
 def register_method(cls: type[Method]) -> type[Method]:

@@ -6,11 +6,12 @@ harness's losses. This module registers no method; the registry imports it like 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import field
 
 from peft import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from torch import nn
 
 from aurora.api import Method, TargetingError, freeze
@@ -35,6 +36,25 @@ class PeftMethod(Method):
     def apply(self, model: nn.Module) -> nn.Module:
         self.build_tuner(model)
         return model
+
+    def merge(self, model: nn.Module):
+        """peft's own merge: every tuner layer adds its update into the base weight. Restoring copies the
+        saved weights back, since peft's unmerge (subtracting again) is not exact in floating point."""
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        saved = [[p.detach().clone() for p in layer.get_base_layer().parameters()] for layer in layers]
+        for layer in layers:
+            layer.merge()
+
+        def restore() -> None:
+            with warnings.catch_warnings():  # peft warns that its own unmerge is inexact: the copy below is not
+                warnings.filterwarnings("ignore", message="Unmerge result can be inaccurate")
+                for layer in layers:
+                    layer.unmerge()
+            for layer, originals in zip(layers, saved):
+                for p, original in zip(layer.get_base_layer().parameters(), originals):
+                    p.copy_(original)
+
+        return restore
 
     def build_tuner(self, model: nn.Module) -> BaseTuner:
         targets = self.config.target_modules or architecture_of(model).peft_targets

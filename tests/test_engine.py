@@ -165,3 +165,41 @@ def test_a_trial_with_loading_workers(tmp_path):
                      train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 3, "num_workers": 2})
     serial = run_trial(TrialSpec(**{**spec.__dict__, "train": {**spec.train, "num_workers": 0}}))
     assert run_trial(spec).metrics == serial.metrics  # the same batches, whoever loads them
+
+
+@pytest.mark.parametrize("name, options", [("aurora", {"rank": 4}), ("aurora", {"rank": 4, "core": "cp"}),
+                                           ("lora", {"r": 2}), ("loha", {"r": 2}), ("ia3", {})])
+def test_merged_evaluation_equals_the_unmerged_model_and_restores_it(name, options):
+    """Evaluation runs on W + dW computed once; the outputs are the method's own, and training resumes on
+    exactly the weights it left."""
+    from aurora.api import merged
+
+    backbone = build_backbone("test-tiny")
+    torch.manual_seed(1)
+    method = aurora.create_method(name, **options)
+    model = method.apply(backbone.model)
+    with torch.no_grad():  # move every trainable tensor off its identity start
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    before = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    bench = BENCHMARKS.get("test-tiny")()
+    _, _, test = bench.load()
+    model.eval()
+    plain = bench.evaluate(model, backbone, test)
+    with merged(method, model):
+        assert any(not torch.equal(before[n], p) for n, p in model.state_dict().items() if n in before)
+        fused = bench.evaluate(model, backbone, test)
+    for n, p in model.state_dict().items():
+        torch.testing.assert_close(p, before[n], rtol=0, atol=0, msg=n)
+    assert fused == pytest.approx(plain, abs=1e-9)
+
+
+def test_itm_chunks_do_not_change_the_scores(monkeypatch):
+    from suites.tasks import retrieval
+
+    backbone = build_backbone("test-tiny")
+    _, _, test = BENCHMARKS.get("test-tiny")().load()
+    whole = retrieval.evaluate(backbone.model, backbone, test, k_test=4)
+    monkeypatch.setattr(retrieval, "ITM_TOKENS_PER_CHUNK", 3 * 5)  # 3 pairs of 5 tokens per chunk
+    assert retrieval.evaluate(backbone.model, backbone, test, k_test=4) == pytest.approx(whole, abs=1e-9)

@@ -136,3 +136,24 @@ def test_config_round_trips_through_pickle_and_dict(name):
     assert pickle.loads(pickle.dumps(config)) == config
     assert type(config)(**config.to_dict()) == config
     assert method.description, f"{name} needs a one-line description"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_merged_evaluation_computes_what_the_method_computes(name, tiny_batch):
+    """A method that merges (``Method.merge``) gives the same outputs merged, and leaves its weights exactly as
+    they were after; one that cannot merge says so with None."""
+    from aurora.api import merged
+
+    method, model = adapted(name)
+    with torch.no_grad():  # off the identity start, so a wrong merge shows
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = outputs(model, tiny_batch)
+    with merged(method, model):
+        fused = outputs(model, tiny_batch)
+    for got, want in zip(fused, plain):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k

@@ -55,6 +55,7 @@ class _Adapted(nn.Module):
         self.aurora_p = _mode_vectors(shared.rank, k)
         self.drop = nn.Dropout(dropout)
         self.skip_delta = False  # set by decode_delta="official" while a KV cache holds earlier positions
+        self.merged = False  # the delta is folded into base.weight (evaluation)
 
     @property
     def shared(self) -> SharedFactors:
@@ -62,7 +63,7 @@ class _Adapted(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)  # (..., k*d)
-        if self.skip_delta:
+        if self.skip_delta or self.merged:
             return out
         h = self.bottleneck(x)  # (..., k, R)
         V = self.shared.V.weight  # (d, R)
@@ -72,6 +73,27 @@ class _Adapted(nn.Module):
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def delta_weight(self) -> torch.Tensor:
+        """dW (k*d, d_in), read off the layer itself: the delta is linear in x (dropout is off in eval), so its
+        output on the identity's rows is dW^T."""
+        eye = torch.eye(self.base.in_features, device=self.base.weight.device)
+        with torch.autocast(eye.device.type, enabled=False):
+            return (self(eye) - self.base(eye)).T
+
+    @torch.no_grad()
+    def merge(self) -> torch.Tensor:
+        """W += dW and the delta path off; -> the original W, to restore."""
+        original = self.base.weight.detach().clone()
+        self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+        self.merged = True
+        return original
+
+    @torch.no_grad()
+    def unmerge(self, original: torch.Tensor) -> None:
+        self.base.weight.copy_(original)
+        self.merged = False
 
 
 class ViTLinear(_Adapted):

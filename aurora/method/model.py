@@ -88,6 +88,23 @@ class Aurora(Method):
                 _skip_cached_kv_delta(core, key_value, arch.layer_index(layer))
         return n
 
+    def merge(self, model: nn.Module):
+        """Every wrapped layer's W + dW, exactly restored after; GQT (input-dependent) keeps running. Not with
+        decode_delta="official", whose cached decoding applies the delta to some tokens only."""
+        if self.config.decode_delta == "official":
+            return None
+        was_training = model.training
+        model.eval()  # dropout off: the delta is then linear in x
+        layers = [m for m in model.modules() if isinstance(m, (ViTLinear, MlpIn, MlpOut, TextLinear))]
+        originals = [layer.merge() for layer in layers]
+        model.train(was_training)
+
+        def restore() -> None:
+            for layer, original in zip(layers, originals):
+                layer.unmerge(original)
+
+        return restore
+
     def task_hooks(self) -> dict:
         # ICE acts where retrieval's objective calls "itm_features": its training ITM, nowhere else
         return {"itm_features": self.informative_context} if self.config.ice else {}

@@ -43,6 +43,8 @@ class TrainConfig:
     device: str | None = None  # auto | cpu | cuda | cuda:N (None: auto, the GPU Ray assigned, else CPU)
     # processes loading batches ahead of the loop (None: 0 here; a trial sets its CPUs - 1)
     num_workers: int | None = None
+    # evaluate with the method's deltas merged into the weights where it can merge (None: yes)
+    merged_eval: bool | None = None
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every"):
@@ -57,8 +59,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise ValueError(f"train.{name} must be a finite number >= 0, got {value!r}")
-        if self.gradient_checkpointing not in (None, True, False):
-            raise ValueError(f"train.gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
+        for name in ("gradient_checkpointing", "merged_eval"):
+            if getattr(self, name) not in (None, True, False):
+                raise ValueError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
         if self.precision not in (None, "auto", *PRECISIONS):
             raise ValueError(f"train.precision must be one of auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from aurora.api import TargetingError, create_method, param_report, train_heads
+from aurora.api import TargetingError, create_method, merged, param_report, train_heads
 from aurora.checkpoint import load_trained, save_trained
 from suites.backbones import build_backbone
 from suites.benchmarks import BENCHMARKS
@@ -102,7 +103,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | No
     weights = None
     if method.trains:
         def on_epoch(step: int, losses: dict) -> None:
-            with precision.autocast():
+            with evaluating(method, model, cfg), precision.autocast():
                 val = bench.validate(model, backbone, val_data)
             history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
             if on_validation is not None:
@@ -111,7 +112,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | No
         stats = fit(model, bench.objective(backbone), train_data, cfg, seed=spec.seed, method=method,
                     on_epoch=on_epoch)
         weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
-    with precision.autocast():
+    with evaluating(method, model, cfg), precision.autocast():
         metrics = bench.evaluate(model, backbone, test_data)
     return TrialRecord(
         name=spec.name, row=spec.row, spec=dataclasses.asdict(spec), method_config=method.config.to_dict(),
@@ -134,5 +135,11 @@ def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
         if weights is None:
             raise ValueError(f"trial {spec.name} trained {spec.method} but has no saved weights")
         load_trained(backbone.model, weights)
-    with Precision(resolve_precision(cfg.precision, device), device).autocast():
-        return bench.evaluate(backbone.model.to(device).eval(), backbone, test_data)
+    model = backbone.model.to(device).eval()
+    with evaluating(method, model, cfg), Precision(resolve_precision(cfg.precision, device), device).autocast():
+        return bench.evaluate(model, backbone, test_data)
+
+
+def evaluating(method, model, cfg: TrainConfig):
+    """Evaluation with the method's deltas merged into the weights, unless the settings say otherwise."""
+    return merged(method, model) if cfg.merged_eval is not False else contextlib.nullcontext()

@@ -249,16 +249,30 @@ def retrieval_losses(
     return {"loss": itc + settings.itm_weight * itm, "itc_loss": itc.detach(), "itm_loss": itm.detach()}
 
 
+# Image tokens per ITM forward pass: the re-ranking chunk holds this many (pairs x frames x tokens per frame),
+# at most 1,024 pairs. BLIP-base at 384 px: 577 tokens per image, 908 pairs; with 8 frames, 113 clips.
+ITM_TOKENS_PER_CHUNK = 2**19
+
+
+def token_store(device: torch.device) -> tuple[torch.device, torch.dtype | None]:
+    """Where a split's image tokens wait for re-ranking: host memory when computing on a GPU (5k COCO images at
+    384 px are 9 GB in fp32), in the autocast dtype the cross-attention reads them in; else where they are."""
+    if device.type != "cuda":
+        return device, None
+    return torch.device("cpu"), (torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None)
+
+
 @torch.no_grad()
 def embed_split(model, backbone, data: RetrievalData, batch_size: int = 256):
     """-> image tokens (n_img, N, d), image feats (n_img, e), text ids, masks, text feats (n_txt, e)."""
     device = next(model.parameters()).device
+    store, dtype = token_store(device)
     embeds, img_feats, txt_feats = [], [], []
     step = max(1, batch_size // data.frames_per_item)  # the same number of frames per ViT pass for clips
     for start in range(0, data.n_images, step):
         idx = np.arange(start, min(start + step, data.n_images))
         e, f = encode_images(model, backbone.pixels(data.image_batch(idx)).to(device))
-        embeds.append(e)
+        embeds.append(e.to(store, dtype or e.dtype))
         img_feats.append(f.float())
     tok = backbone.tokenize(data.texts)
     ids, mask = tok["input_ids"].to(device), tok["attention_mask"].to(device)
@@ -269,11 +283,16 @@ def embed_split(model, backbone, data: RetrievalData, batch_size: int = 256):
 
 
 @torch.no_grad()
-def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id, chunk=1024) -> torch.Tensor:
+def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id) -> torch.Tensor:
+    """ITM match logits of the (image, caption) pairs (img_idx[k], txt_idx[k]) -> (P,), in chunks sized by
+    the image tokens they carry; tokens kept in host memory move to the device one chunk at a time."""
+    device = ids.device
+    chunk = max(1, min(1024, ITM_TOKENS_PER_CHUNK // image_embeds.shape[1]))
     scores = []
     for s in range(0, len(img_idx), chunk):
         i, t = img_idx[s : s + chunk], txt_idx[s : s + chunk]
-        fused = fused_cls(model, image_embeds[i], ids[t], mask[t], enc_token_id)
+        visual = image_embeds[i.to(image_embeds.device)].to(device, non_blocking=True)
+        fused = fused_cls(model, visual, ids[t], mask[t], enc_token_id)
         scores.append(itm_logits(model, fused)[:, 1].float())
     return torch.cat(scores)
 
@@ -310,8 +329,7 @@ def evaluate(
         # the two candidate sets overlap heavily: score each (image, caption) pair once
         img_idx, txt_idx = (need_i2t | need_t2i).nonzero(as_tuple=True)
         rerank = torch.zeros_like(sims_t, dtype=torch.float64)
-        itm_logit = _itm_scores(model, embeds, ids, mask, img_idx.to(embeds.device), txt_idx.to(embeds.device),
-                                backbone.enc_token_id).cpu()
+        itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx.to(ids.device), backbone.enc_token_id).cpu()
         itc_weight = 1.0 / backbone.temp if itc_weight is None else itc_weight
         rerank[img_idx, txt_idx] = (itm_logit + itc_weight * sims_t[img_idx, txt_idx]).double()
         # (n_img, n_txt) the ITC order, shifted under every re-ranked score whatever the weights' scale
