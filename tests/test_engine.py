@@ -203,3 +203,28 @@ def test_itm_chunks_do_not_change_the_scores(monkeypatch):
     whole = retrieval.evaluate(backbone.model, backbone, test, k_test=4)
     monkeypatch.setattr(retrieval, "ITM_TOKENS_PER_CHUNK", 3 * 5)  # 3 pairs of 5 tokens per chunk
     assert retrieval.evaluate(backbone.model, backbone, test, k_test=4) == pytest.approx(whole, abs=1e-9)
+
+
+@pytest.mark.parametrize("method, options", [("aurora", {"rank": 4}), ("full_finetune", {})])
+def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path, method, options):
+    from safetensors.torch import load_file
+
+    from suites.engine import state
+
+    train = {"steps": 4, "batch_size": 8, "warmup": 1, "eval_every": 2, "checkpoints": True}
+    whole = run_trial(TrialSpec(method=method, benchmark="test-tiny", method_options=options,
+                                output_dir=str(tmp_path / "whole"), train=train))
+    spec = TrialSpec(method=method, benchmark="test-tiny", method_options=options, output_dir=str(tmp_path / "cut"),
+                     train=train)
+
+    def killed(row, score, snapshot):  # the process dies right after its checkpoint at step 2
+        state.save(snapshot, tmp_path)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run_trial(spec, on_validation=killed)
+    resumed = run_trial(spec, resume=state.load(tmp_path))
+    assert resumed.train_stats["resumed_from_step"] == 2
+    assert resumed.metrics == whole.metrics and resumed.history == whole.history
+    a, b = load_file(whole.weights), load_file(resumed.weights)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 
 class NumberedBatches(Dataset):
@@ -34,11 +34,15 @@ def _one_thread(worker_id: int) -> None:
 
 
 def load_batches(objective, data: Any, batch_size: int, n_batches: int, rng: np.random.Generator, seed: int,
-                 num_workers: int = 0, pin_memory: bool = False) -> Iterator:
-    """``n_batches`` loaded batches, in order; with ``num_workers`` > 0 loaded ahead in worker processes."""
+                 num_workers: int = 0, pin_memory: bool = False, start: int = 0) -> Iterator:
+    """Batches ``start`` .. ``n_batches`` - 1, loaded in order; with ``num_workers`` > 0 loaded ahead in worker
+    processes. The indices of every batch are drawn first, so batch i is the same whatever ``start``."""
     drawn = objective.batches(data, batch_size, rng)
     indices = [next(drawn) for _ in range(n_batches)]
-    loader = DataLoader(NumberedBatches(objective, data, indices, seed), batch_size=None, shuffle=False,
-                        num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=_one_thread,
-                        prefetch_factor=4 if num_workers else None)
+    loader = DataLoader(Subset(NumberedBatches(objective, data, indices, seed), range(start, n_batches)),
+                        batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
+                        worker_init_fn=_one_thread, prefetch_factor=4 if num_workers else None,
+                        # its own generator: a loader left to draw its seed from torch's global one would shift
+                        # the dropout draws of the loop (and of a resumed run against an uninterrupted one)
+                        generator=torch.Generator().manual_seed(seed))
     return iter(loader)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from suites.engine import state
 from suites.engine.data import load_batches
 from suites.engine.device import PRECISIONS, Precision, resolve_precision
 
@@ -45,6 +46,8 @@ class TrainConfig:
     num_workers: int | None = None
     # evaluate with the method's deltas merged into the weights where it can merge (None: yes)
     merged_eval: bool | None = None
+    # save the whole training state at every evaluation point, so a retried trial continues there (None: off)
+    checkpoints: bool | None = None
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every"):
@@ -59,7 +62,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise ValueError(f"train.{name} must be a finite number >= 0, got {value!r}")
-        for name in ("gradient_checkpointing", "merged_eval"):
+        for name in ("gradient_checkpointing", "merged_eval", "checkpoints"):
             if getattr(self, name) not in (None, True, False):
                 raise ValueError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
         if self.precision not in (None, "auto", *PRECISIONS):
@@ -186,13 +189,17 @@ def fit(
     cfg: TrainConfig,
     seed: int = 0,
     method=None,
-    on_epoch: Callable[[int, dict], None] | None = None,
+    on_epoch: Callable[[int, dict, Callable[[], dict]], None] | None = None,
     progress: str | None = None,
+    resume: dict | None = None,
 ) -> dict:
     """Train every parameter with ``requires_grad``, plus the objective's own trainable tensors, on
     ``objective``, on the device the model is on. ``method`` (optional) supplies its hooks: ``task_hooks``
-    for the objective and ``on_step_end`` after every step. Returns the mean losses of the last
-    ``eval_every`` steps and the time spent per step."""
+    for the objective and ``on_step_end`` after every step.
+
+    ``on_epoch(step, mean losses, state)`` runs at every evaluation point; ``state()`` returns the whole
+    training state there (``suites.engine.state``), which ``resume`` continues from exactly. Returns the
+    mean losses of the last ``eval_every`` steps and the time spent per step."""
     device = model_device(model)
     precision = Precision(resolve_precision(cfg.precision, device), device)
     steps = cfg.total_steps(objective.items(data))
@@ -202,13 +209,19 @@ def fit(
     hooks = method.task_hooks() if method is not None else {}
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    batches = load_batches(objective, data, cfg.batch_size, steps * cfg.accumulation, rng, seed,
-                           cfg.num_workers or 0, pin_memory=device.type == "cuda")
-    bar = _progress(steps, progress)
+    tensors = state.trained_tensors(model, objective.parameters())
     window: dict[str, list[float]] = {}
+    first = 0
+    if resume is not None:
+        state.restore(resume, tensors, optimizer, schedule, precision.scaler, gen)
+        first = resume["step"]
+    batches = load_batches(objective, data, cfg.batch_size, steps * cfg.accumulation, rng, seed,
+                           cfg.num_workers or 0, pin_memory=device.type == "cuda", start=first * cfg.accumulation)
+    bar = _progress(steps, progress)
+    bar.update(first)
     model.train()
     start = time.perf_counter()
-    for step in range(steps):
+    for step in range(first, steps):
         micro = [next(batches) for _ in range(cfg.accumulation)]
         losses = train_step(model, objective, data, micro, gen, optimizer, precision, hooks, step)
         schedule.step()
@@ -223,10 +236,12 @@ def fit(
             means = {k: float(np.mean(v)) for k, v in window.items()}
             window = {}
             if on_epoch is not None:
-                on_epoch(step + 1, means)
+                done = step + 1
+                on_epoch(done, means, lambda: state.capture(done, tensors, optimizer, schedule, precision.scaler, gen))
     bar.close()
     model.eval()
-    return {**means, "step_time": (time.perf_counter() - start) / steps, "steps": steps}
+    stats = {**means, "step_time": (time.perf_counter() - start) / max(1, steps - first), "steps": steps}
+    return {**stats, "resumed_from_step": first} if resume is not None else stats
 
 
 def _progress(total: int, desc: str | None):

@@ -12,10 +12,12 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from suites.engine import state
 from suites.orchestration.trial import TrialSpec, run_trial
 from suites.record import FailedTrial, StoppedTrial, TrialRecord, validation_score
 
@@ -24,17 +26,33 @@ def _trainable(config: dict) -> None:
     from ray import tune
 
     spec = TrialSpec(**config["spec"])
-    steps = spec.train_config().steps
 
-    def progress(row: dict, score: float) -> None:
-        # Intermediate results (no "record") for an early-stopping scheduler. The last evaluation point
-        # travels with the record instead: a scheduler stops any trial that reports step >= max_t.
-        if row["step"] < steps:
-            tune.report({"step": row["step"], "val_score": score, "progress": json.dumps(row)})
+    def progress(row: dict, score: float, snapshot: dict | None) -> None:
+        # Intermediate results (no "record") for an early-stopping scheduler, with the training state as a
+        # Ray Tune checkpoint where the trial saves one. The last evaluation point travels with the record
+        # instead: a scheduler stops any trial that reports step >= max_t.
+        result = {"step": row["step"], "val_score": score, "progress": json.dumps(row)}
+        if snapshot is None:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            state.save(snapshot, tmp)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    record = run_trial(spec, on_validation=progress)
+    record = run_trial(spec, on_validation=progress, resume=_saved_state())
     step = record.history[-1]["step"] if record.history else 0
     tune.report({"step": step, "val_score": record.val_score, "primary": record.primary, "record": record.to_json()})
+
+
+def _saved_state() -> dict | None:
+    """The training state a retried trial left in its last Ray Tune checkpoint, if any."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return state.load(folder)
 
 
 class SuiteResult(tuple):
@@ -232,6 +250,7 @@ def run_suite(
             callbacks=[_callback(tracker, parent, records, failures, stopped, len(specs),
                                  scheduler.name if scheduler else "")],
             failure_config=tune.FailureConfig(max_failures=retries, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest training state is enough
         ),
     )
     status = "FINISHED"

@@ -82,13 +82,16 @@ def build_trial(spec: TrialSpec):
     return bench, splits, backbone, method
 
 
-def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | None = None) -> TrialRecord:
+def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None], None] | None = None,
+              resume: dict | None = None) -> TrialRecord:
     """Build, adapt, train and evaluate; return everything the tracker and the reports need.
 
-    ``on_validation(row, score)`` is called at every evaluation point of the training loop (every
-    ``eval_every`` steps and the last step) with the history row (step, mean losses, ``val_*`` metrics) and
-    the validation score: the first metric the benchmark's ``validate`` returns, higher is better (an early
+    ``on_validation(row, score, snapshot)`` is called at every evaluation point of the training loop before
+    the last (every ``eval_every`` steps) with the history row (step, mean losses, ``val_*`` metrics) and the
+    validation score: the first metric the benchmark's ``validate`` returns, higher is better (an early
     stopping scheduler ranks trials by it). The record's ``val_score`` is the last one (NaN without training).
+    With ``train.checkpoints`` on, ``snapshot`` is the whole training state there, with the history so far
+    (else None); ``resume`` continues a trial from such a state.
     """
     start = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
@@ -98,19 +101,22 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float], None] | No
     bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
     model = backbone.model.to(device)  # the method's tensors with it
     report = param_report(model)
-    history: list[dict] = []
+    history: list[dict] = list(resume["history"]) if resume is not None else []
     stats: dict = {}
     weights = None
     if method.trains:
-        def on_epoch(step: int, losses: dict) -> None:
+        def on_epoch(step: int, losses: dict, training_state) -> None:
             with evaluating(method, model, cfg), precision.autocast():
                 val = bench.validate(model, backbone, val_data)
             history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
-            if on_validation is not None:
-                on_validation(history[-1], validation_score(history))
+            if on_validation is None or step == cfg.total_steps(objective.items(train_data)):
+                return  # the last evaluation point travels with the record
+            snapshot = {**training_state(), "history": list(history)} if cfg.checkpoints else None
+            on_validation(history[-1], validation_score(history), snapshot)
 
-        stats = fit(model, bench.objective(backbone), train_data, cfg, seed=spec.seed, method=method,
-                    on_epoch=on_epoch)
+        objective = bench.objective(backbone)
+        stats = fit(model, objective, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
+                    resume=resume)
         weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
     with evaluating(method, model, cfg), precision.autocast():
         metrics = bench.evaluate(model, backbone, test_data)
