@@ -6,6 +6,7 @@ method ran or which task it trains. The task's ``Objective`` says what a batch i
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -236,8 +237,8 @@ def fit(
             means = {k: float(np.mean(v)) for k, v in window.items()}
             window = {}
             if on_epoch is not None:
-                done = step + 1
-                on_epoch(done, means, lambda: state.capture(done, tensors, optimizer, schedule, precision.scaler, gen))
+                on_epoch(step + 1, means, functools.partial(state.capture, step + 1, tensors, optimizer, schedule,
+                                                             precision.scaler, gen))
     bar.close()
     model.eval()
     stats = {**means, "step_time": (time.perf_counter() - start) / max(1, steps - first), "steps": steps}
