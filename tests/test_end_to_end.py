@@ -14,7 +14,8 @@ from suites.orchestration.trial import TrialSpec
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2})
+# checkpoints on: every trained trial saves its training state at step 2 as a Ray Tune checkpoint
+TINY = dict(train={"steps": 3, "batch_size": 8, "warmup": 1, "eval_every": 2, "checkpoints": True})
 
 
 def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
@@ -60,6 +61,10 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     logged = client.get_run(run_id).data.metrics
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["itm_r_mean"] == logged["itm_r_mean"] and again["itc_r_mean"] == logged["itc_r_mean"]
+
+    # the mid-trial training states went to Ray Tune's storage, one kept per trained trial
+    saved = list((tmp_path / "ray").rglob("training_state.pt"))
+    assert len(saved) >= 4, saved  # lora and aurora, two seeds each
 
     # the ranking is stored on the suite run
     suite = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'suite'",

@@ -23,47 +23,131 @@ import multiprocessing as mp
 import os
 import resource
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from aurora.api import Method
+    from suites.backbones import Backbone
+    from suites.engine.device import Precision
+    from suites.tasks.retrieval import RetrievalData, RetrievalObjective
 
 MMAP_THRESHOLD = str(128 * 1024)
+
+
+@dataclass
+class RetrievalTraining:
+    """A method applied to a backbone, the retrieval benchmark's objective (ITC + ITM with the method's task hooks)
+    over ``data``, and AdamW over what trains: what a trial's loop steps. ``optimizer`` is None for a method that
+    trains nothing (zero-shot), which only evaluates."""
+
+    method: Method
+    backbone: Backbone
+    objective: RetrievalObjective
+    data: RetrievalData
+    optimizer: torch.optim.Optimizer | None
+    precision: Precision
+    gen: torch.Generator  # on the model's device, as the loop's
+    indices: Iterator[np.ndarray]  # endless index batches of ``data``, drawn by the objective
+    total_steps: int = 300  # the training length the method's step hook is told (a trial's default)
+    steps_done: int = 0
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.backbone.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.gen.device
+
+    def load(self) -> dict[str, torch.Tensor]:
+        """The next batch as a loader worker makes it (captions tokenized, pixels normalised), on the CPU."""
+        import numpy as np
+
+        return self.objective.load(self.data, next(self.indices), np.random.default_rng([0, self.steps_done]))
+
+    def on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimizer step of the engine's ``train_step`` on a loaded batch, then the method's step hook."""
+        from suites.engine.loop import train_step
+
+        losses = train_step(self.model, self.objective, self.data, [batch], self.gen, self.optimizer, self.precision,
+                            self.method.task_hooks(), self.steps_done)
+        self.method.on_step_end(self.model, self.steps_done, self.total_steps)
+        self.steps_done += 1
+        return losses
+
+
+def random_retrieval_data(n_images: int, image_size: int, captions_per_image: int = 1, seed: int = 0) -> RetrievalData:
+    """Random uint8 images, each with ``captions_per_image`` captions of its own, in image order."""
+    import numpy as np
+
+    from suites.tasks.retrieval import RetrievalData
+
+    images = np.random.default_rng(seed).integers(0, 255, (n_images, image_size, image_size, 3), dtype=np.uint8)
+    texts = [f"a photo of thing {i} on a table" + (f" seen from side {c}" if c else "")
+             for i in range(n_images) for c in range(captions_per_image)]
+    return RetrievalData(images, texts, np.repeat(np.arange(n_images), captions_per_image))
+
+
+def retrieval_training(method: str, backbone: str, batch: int, device: str = "cpu", precision: str = "fp32",
+                       options: dict | None = None, n_images: int | None = None, seed: int = 0) -> RetrievalTraining:
+    """Build ``method`` (with ``options``) on ``backbone`` on ``device``, to train on ``n_images`` random images with
+    a caption each (default one batch of them), as a trial does: the benchmark's heads train only when the method
+    trains at all."""
+    import numpy as np
+    import torch
+
+    from aurora.api import create_method, train_heads
+    from suites.backbones import build_backbone
+    from suites.benchmarks import RetrievalBenchmark
+    from suites.engine.device import Precision
+    from suites.engine.loop import TrainConfig, make_optimizer
+    from suites.tasks.retrieval import LossSettings
+
+    torch.manual_seed(seed)  # the method's own initialisation
+    bb = build_backbone(backbone)
+    chosen = create_method(method, **(options or {}))
+    model = chosen.apply(bb.model)
+    if chosen.trains:
+        train_heads(model, RetrievalBenchmark.heads(model))
+    model.to(device).train()
+    objective = RetrievalBenchmark(loss=LossSettings(itm_negatives="random")).objective(bb)
+    data = random_retrieval_data(n_images or batch, bb.image_size, seed=seed)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(trained, TrainConfig(lr=1e-5))[0] if trained else None
+    return RetrievalTraining(chosen, bb, objective, data, optimizer, Precision(precision, torch.device(device)),
+                             torch.Generator(device=device).manual_seed(seed),
+                             objective.batches(data, batch, np.random.default_rng(seed)))
 
 
 def _training_step(method: str, backbone: str, batch: int, threads: int):
     """Build ``method`` on ``backbone`` -> (step function returning its seconds, method parameter count).
 
     A step is the engine's own ``train_step`` on the retrieval benchmark's objective (ITC + ITM with the
-    method's task hooks, AdamW), over random images and captions: the same code a trial runs."""
-    import numpy as np
+    method's task hooks, AdamW), over random images and captions: the same code a trial runs. The batch is
+    loaded (tokenized, pixels made) before the clock starts, as a trial's loader workers do ahead of the loop."""
     import torch
 
-    from aurora.api import create_method, param_report, train_heads
-    from suites.backbones import build_backbone
-    from suites.benchmarks import RetrievalBenchmark
-    from suites.engine.loop import TrainConfig, make_optimizer, train_step
-    from suites.tasks.retrieval import LossSettings, RetrievalData
+    from aurora.api import param_report
 
     torch.set_num_threads(threads)
-    bb = build_backbone(backbone)
-    chosen = create_method(method)
-    model = chosen.apply(bb.model)
-    train_heads(model, RetrievalBenchmark.heads(model))
-    bench = RetrievalBenchmark(loss=LossSettings(itm_negatives="random"))
-    objective = bench.objective(bb)
-    rng = np.random.default_rng(0)
-    data = RetrievalData(rng.integers(0, 255, (batch, bb.image_size, bb.image_size, 3), dtype=np.uint8),
-                         [f"a photo of thing {i} on a table" for i in range(batch)], np.arange(batch))
-    batches = objective.batches(data, batch, rng)
-    optimizer, _ = make_optimizer([p for p in model.parameters() if p.requires_grad], TrainConfig(lr=1e-5))
-    hooks = chosen.task_hooks()
-    gen = torch.Generator().manual_seed(0)
-    model.train()
+    training = retrieval_training(method, backbone, batch)
 
     def step() -> float:
+        loaded = training.load()
         start = time.perf_counter()
-        train_step(model, objective, data, [next(batches)], gen, optimizer, hooks=hooks)
+        training.step(loaded)
         return time.perf_counter() - start
 
-    return step, param_report(model).method_trainable
+    return step, param_report(training.model).method_trainable
 
 
 def _peak_rss_mb() -> float:
@@ -85,7 +169,7 @@ def _memory_worker(method: str, backbone: str, batch: int, threads: int, conn) -
     conn.send(_peak_rss_mb())
 
 
-def _spawn(target, args: tuple, env: dict[str, str] | None = None):
+def spawn(target, args: tuple, env: dict[str, str] | None = None):
     """Start ``target(*args, conn)`` in a fresh interpreter with extra environment variables."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -103,7 +187,7 @@ def _spawn(target, args: tuple, env: dict[str, str] | None = None):
 def time_interleaved(methods: list[str], backbone: str, batch: int, rounds: int, threads: int) -> dict[str, dict]:
     import numpy as np
 
-    workers = {m: _spawn(_timing_worker, (m, backbone, batch, threads)) for m in methods}
+    workers = {m: spawn(_timing_worker, (m, backbone, batch, threads)) for m in methods}
     for _, conn in workers.values():
         assert conn.recv() == "ready"
     times: dict[str, list[float]] = {m: [] for m in methods}
@@ -120,7 +204,7 @@ def time_interleaved(methods: list[str], backbone: str, batch: int, rounds: int,
 
 
 def peak_memory_mb(method: str, backbone: str, batch: int, threads: int) -> float:
-    proc, conn = _spawn(_memory_worker, (method, backbone, batch, threads), {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
+    proc, conn = spawn(_memory_worker, (method, backbone, batch, threads), {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
     peak = conn.recv()
     proc.join()
     return peak
