@@ -23,7 +23,7 @@ def test_params_json_on_blip_base(capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["params", "--method", "loraa", "--backbone", "test-tiny"], "valid methods: adalora, adapter, aurora"),
-    (["suite", "proxy-cocoo"], "valid benchmarks:"),
+    (["suite", "proxy-cocoo"], "benchmarks: coco, didemo"),
     (["suite", "nogroup.yaml"], "does not exist"),
     (["suite", "BAD_YAML"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
     (["params", "--method", "lora", "--backbone", "/nonexistent/blip"], "has no config.json"),

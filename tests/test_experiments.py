@@ -2,6 +2,7 @@ import pytest
 
 from aurora.registry import UnknownNameError
 from suites.orchestration import experiments
+from suites.orchestration.experiments import SpecError
 
 
 def test_retrieval_group_expands_to_trials():
@@ -113,3 +114,28 @@ def test_scheduler_section_is_optional_and_validated():
 def test_bad_scheduler_names_the_problem(scheduler, needle):
     with pytest.raises(experiments.SpecError, match=needle):
         _parse(f"benchmarks: [proxy-coco]\nmethods: {{lora: {{}}}}\nscheduler: {scheduler}\n")
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}, lora: {options: {r: 8}}}\n", "duplicate key 'lora'"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\nseeds: 0\n", "seeds must be a list"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\nseeds: []\n", "seeds must be a non-empty list"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\nseeds: [0, 0]\n", "repeat a seed"),
+    ("benchmarks: test-tiny\nmethods: {lora: {}}\n", "benchmarks must be a list"),
+    ("benchmarks: [test-tiny]\nmethods: [lora]\n", "methods must be a mapping"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntrain: {stpes: 10}\n", "unknown training setting 'stpes'"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntrain: {steps: 0}\n", "train.steps must be a whole number"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntrain: {k_test: 4}\n", "a task setting: put it under 'task:'"),
+    ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntask: {rerank: 1}\n", "has no task setting(s) ['rerank']"),
+])
+def test_malformed_specs_fail_with_one_line(tmp_path, body, needle):
+    path = tmp_path / "spec.yaml"
+    path.write_text(body)
+    with pytest.raises(SpecError) as err:
+        experiments.load(str(path))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unknown_target_lists_groups_and_benchmarks():
+    with pytest.raises(SpecError, match="groups: ablation, all.*benchmarks: coco"):
+        experiments.for_targets(["retrievl"])

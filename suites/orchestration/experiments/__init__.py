@@ -202,10 +202,33 @@ def _check_keys(where: str, given: dict, cls) -> None:
         raise SpecError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(valid)}")
 
 
+# The top-level keys whose values must be mappings, and those that must be lists.
+_MAPPINGS = ("methods", "train", "task", "backbone_options", "benchmark_options", "resources")
+_LISTS = ("benchmarks", "seeds")
+
+
+def _check_shapes(source: str, raw: dict) -> None:
+    """Mappings where mappings are meant, lists where lists are meant, seeds distinct whole numbers."""
+    for key in _MAPPINGS:
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise SpecError(f"{source}: {key} must be a mapping (key: value lines), got {raw[key]!r}")
+    for key in _LISTS:
+        if key in raw and not isinstance(raw[key], list):
+            raise SpecError(f"{source}: {key} must be a list such as [{raw[key]!r}], got {raw[key]!r}")
+    seeds = raw.get("seeds", [0])
+    if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise SpecError(f"{source}: seeds must be a non-empty list of whole numbers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"{source}: seeds {seeds!r} repeat a seed (each seed is one trial and one sample)")
+    if not all(isinstance(b, str) for b in raw.get("benchmarks") or []):
+        raise SpecError(f"{source}: benchmarks must be a list of benchmark names, got {raw['benchmarks']!r}")
+
+
 def parse(raw: dict, source: str) -> Experiment:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: expected a mapping at the top level")
     _check_keys(source, raw, Experiment)
+    _check_shapes(source, raw)
     _check_train(f"{source}: train", raw.get("train") or {})
     methods = {}
     for name, entry in (raw.get("methods") or {}).items():
@@ -251,6 +274,20 @@ def _scheduler(source: str, raw) -> Scheduler | None:
     return sched
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: a repeated variant name
+    would otherwise silently drop the earlier one."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load(name_or_path: str) -> Experiment:
     """A group name (a YAML file in suites/orchestration/experiments/) or a path to a YAML spec."""
     path = Path(name_or_path)
@@ -262,7 +299,7 @@ def load(name_or_path: str) -> Experiment:
     if not path.is_file():
         raise SpecError(f"experiment spec {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -277,7 +314,9 @@ def for_targets(targets: list[str]) -> Experiment:
     if len(targets) == 1 and (targets[0] in groups() or targets[0].endswith((".yaml", ".yml"))):
         return load(targets[0])
     for bench in targets:
-        BENCHMARKS.get(bench)  # unknown names fail with the valid ones
+        if bench not in BENCHMARKS:
+            raise SpecError(f"unknown suite group or benchmark {bench!r}; groups: {', '.join(groups())}; "
+                            f"benchmarks: {', '.join(BENCHMARKS.names())} (or pass a YAML file)")
     for group in groups():
         exp = load(group)
         if set(targets) <= set(exp.benchmarks):
