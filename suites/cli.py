@@ -111,9 +111,9 @@ def _cmd_suite(args) -> int:
         exp.methods = {m: exp.methods[m] for m in args.methods}
     if args.seeds:
         exp.seeds = args.seeds
-    if args.steps:
+    if args.steps is not None:
         exp.train = {**exp.train, "steps": args.steps}
-    specs = exp.trials()
+    specs = experiments.revalidate(exp).trials()
     resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, **exp.resources}
     resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
     check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after

@@ -28,6 +28,8 @@ def test_params_json_on_blip_base(capsys):
     (["suite", "BAD_YAML"], "invalid YAML at line 3, column 1: expected ',' or ']'"),
     (["params", "--method", "lora", "--backbone", "/nonexistent/blip"], "has no config.json"),
     (["params", "--method", "lora", "--backbone", "Salesforce/blip-itm-base-coco"], "offline or not cached"),
+    (["suite", "retrieval", "--steps", "0"], "train.steps must be a whole number >= 1"),
+    (["suite", "retrieval", "--seeds", "1", "1"], "repeat a seed"),
     # port 9 (discard) has no listener on loopback: refused at once, before any pretraining or training
     (["suite", "proxy-coco", "--tracking-uri", "http://127.0.0.1:9"], "cannot reach the MLflow tracking server"),
 ])

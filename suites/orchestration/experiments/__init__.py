@@ -308,6 +308,15 @@ def load(name_or_path: str) -> Experiment:
     return parse(raw, str(path))
 
 
+def revalidate(exp: Experiment) -> Experiment:
+    """Check an experiment again after command-line overrides (seeds, steps, methods), as a spec would be."""
+    raw = {"seeds": exp.seeds, "benchmarks": exp.benchmarks, "train": exp.train}
+    _check_shapes(exp.name, raw)
+    for name, entry in exp.methods.items():
+        _check_train_values(f"{exp.name}: methods.{name}", {**exp.train, **entry.train})
+    return exp
+
+
 def for_targets(targets: list[str]) -> Experiment:
     """Suite targets from the command line: one group, a YAML file, or benchmark names (run with the
     methods and seeds of the group that lists them)."""
