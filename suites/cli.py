@@ -120,11 +120,12 @@ def _cmd_suite(args) -> int:
     preflight(specs, resources["gpus_per_trial"], args.address)
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
           f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
-    records, failures = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
-                                  retries=args.retries, resume=args.resume, scheduler=exp.scheduler,
-                                  summarize=ranking_files)
+    result = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
+                       retries=args.retries, resume=args.resume, scheduler=exp.scheduler, summarize=ranking_files)
+    records, failures = result
     print_ranking(records, failures)
-    return 1 if failures and not records else 0
+    print(f"{len(records)} trial(s) finished, {len(result.stopped)} stopped early, {len(failures)} failed", flush=True)
+    return 1 if failures else 0  # scripts and CI can tell a suite with any failed trial
 
 
 def _cmd_eval(args) -> int:
