@@ -65,3 +65,12 @@ def test_list_shows_every_registry(capsys):
     assert code == 0
     for name in ("aurora", "lora", "full_finetune", "frozen", "proxy-coco", "proxy-flickr", "coco", "flickr30k"):
         assert name in out
+
+
+@pytest.mark.slow
+def test_a_suite_with_a_failed_trial_exits_1(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: exit-code\nbenchmarks: [test-tiny]\ntrain: {steps: 1, batch_size: 4, warmup: 1, eval_every: 1}\n"
+                    "methods: {frozen: {}, broken: {method: lora, options: {target_modules: nothing}}}\n")
+    assert main(["suite", str(spec), "--output", str(tmp_path / "out")]) == 1
+    assert "1 trial(s) finished, 0 stopped early, 1 failed" in capsys.readouterr().out
