@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -21,14 +23,26 @@ def trainable_state(model: nn.Module, heads: bool = True) -> dict[str, torch.Ten
 
 
 def save_trained(model: nn.Module, path: str | Path, method: Method | None = None, heads: bool = True) -> Path:
-    """Save the trained tensors as safetensors, with the method's name and config in the metadata."""
+    """Save the trained tensors as safetensors, with the method's name and config in the metadata. Written
+    to a temporary file and renamed, so a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"heads": str(heads).lower()}
     if method is not None:
         metadata |= {"method": method.name, "config": json.dumps(method.config.to_dict(), default=list)}
-    save_file(trainable_state(model, heads), str(path), metadata=metadata)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    save_file(trainable_state(model, heads), str(partial), metadata=metadata)
+    partial.replace(path)
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_trained(model: nn.Module, path: str | Path) -> nn.Module:

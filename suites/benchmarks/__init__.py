@@ -119,10 +119,19 @@ class VQABenchmark(Benchmark):
 
     task: ClassVar[str] = "vqa"
     primary_metric: ClassVar[str] = "accuracy"
-    task_settings: ClassVar[tuple[str, ...]] = ("k_test", "max_answer_tokens")
+    task_settings: ClassVar[tuple[str, ...]] = ("k_test", "max_answer_tokens", "vqa_scorer")
     # the answers with the k most likely first tokens are ranked by their full likelihood (BLIP's k_test)
     k_test: int = 16
     max_answer_tokens: int = 10  # greedy generation length, with [DEC] (BLIP: max_length 10)
+    # VQA accuracy variant (metrics.VQA_SCORERS): "official" (the current VQA API's vqaEval.py) or "lavis"
+    # (the older scorer LAVIS copies); MSRVTT-QA's exact-match scoring ignores it
+    vqa_scorer: str = "official"
+
+    def __post_init__(self):
+        from suites.tasks.metrics import VQA_SCORERS
+
+        if self.vqa_scorer not in VQA_SCORERS:
+            raise ValueError(f"vqa_scorer must be one of {VQA_SCORERS}, got {self.vqa_scorer!r}")
 
     def objective(self, backbone) -> Objective:
         return vqa.VQAObjective(backbone)
@@ -131,7 +140,8 @@ class VQABenchmark(Benchmark):
         return {"accuracy": self.evaluate(model, backbone, data)["accuracy"]}
 
     def evaluate(self, model, backbone, data) -> dict:
-        return vqa.evaluate(model, backbone, data, k_test=self.k_test, max_len=self.max_answer_tokens)
+        return vqa.evaluate(model, backbone, data, k_test=self.k_test, max_len=self.max_answer_tokens,
+                            scorer=self.vqa_scorer)
 
 
 def _plain(value):

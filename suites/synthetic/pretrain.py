@@ -6,10 +6,13 @@ stale model. ``AURORA_CACHE`` (default ``~/.cache/aurora-bench``) sets where it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aurora.checkpoint import file_sha256
 from suites.backbones import Backbone
 from suites.backbones.blip import blip_config, from_config, from_pretrained
 from suites.engine.loop import TrainConfig, fit
@@ -107,7 +111,33 @@ def tokenizer() -> WordTokenizer:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("AURORA_CACHE", Path.home() / ".cache" / "aurora-bench")).expanduser()
+    """``$AURORA_CACHE``, else ``$XDG_CACHE_HOME/aurora-bench``, else ``~/.cache/aurora-bench``."""
+    if os.environ.get("AURORA_CACHE"):
+        return Path(os.environ["AURORA_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "aurora-bench"
+
+
+CHECKSUMS = "SHA256SUMS"  # written last: its presence marks a complete cache entry, its contents a sound one
+
+
+def write_checksums(folder: Path) -> None:
+    lines = [f"{file_sha256(f)}  {f.name}" for f in sorted(folder.iterdir()) if f.name != CHECKSUMS]
+    partial = folder / f".{CHECKSUMS}.partial"
+    partial.write_text("\n".join(lines) + "\n")
+    partial.replace(folder / CHECKSUMS)
+
+
+def damage(folder: Path) -> str | None:
+    """Why the cache entry in ``folder`` cannot be trusted, or None when every file matches its checksum."""
+    if not (folder / CHECKSUMS).is_file():
+        return "it has no checksums (incomplete, or written before entries carried them)"
+    for line in (folder / CHECKSUMS).read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if file_sha256(folder / name) != digest:
+            return f"{name} does not match its checksum"
+    return None
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> tuple[Backbone, dict]:
@@ -144,15 +174,32 @@ def load_or_pretrain(seed: int = 0, cache_dir: str | None = None, cfg: PretrainC
                            lambda: pretrain(cfg, progress))
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No "Writing model shards" progress bar in the suite's output."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def cached_backbone(folder: Path, label: str, cfg, model_cls, image_size: int, build) -> Backbone:
     """Load a pretrained proxy backbone from ``folder``, or ``build()`` -> (backbone, info) and cache it.
 
-    The entry is written to a temporary folder and moved in with info.json last, whose presence marks a
-    complete entry, so a killed pretraining never leaves a half-written cache behind.
+    The entry is written to a temporary folder, moved in, and sealed with checksums written last. An entry
+    that is incomplete or whose files do not match their checksums is rebuilt, saying why in one line.
     """
     from aurora.api import mark_backbone
 
-    if (folder / "info.json").is_file():
+    if folder.exists() and (why := damage(folder)) is not None:
+        print(f"aurora-bench: rebuilding the cached {label} backbone in {folder}: {why}", file=sys.stderr, flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
         info = json.loads((folder / "info.json").read_text())
         model = mark_backbone(from_pretrained(folder, model_cls))
         tok = WordTokenizer.from_dict(info["tokenizer"])
@@ -161,14 +208,14 @@ def cached_backbone(folder: Path, label: str, cfg, model_cls, image_size: int, b
     backbone, info = build()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    backbone.model.save_pretrained(tmp)
+    with _quiet_transformers():
+        backbone.model.save_pretrained(tmp)
     (tmp / "info.json").write_text(json.dumps({**info, "config": dataclasses.asdict(cfg),
                                                "tokenizer": backbone.tokenizer.to_dict()}, indent=1))
     for f in tmp.iterdir():
-        if f.name != "info.json":
-            f.replace(folder / f.name)
-    (tmp / "info.json").replace(folder / "info.json")
+        f.replace(folder / f.name)
     tmp.rmdir()
+    write_checksums(folder)
     backbone.source = f"{label} {cfg.key()}"
     mark_backbone(backbone.model)
     return backbone

@@ -53,18 +53,72 @@ def retrieval_recall(
     return out
 
 
-# ---------------------------------------------------------------- VQA accuracy (official VQA evaluation)
+# ---------------------------------------------------------------- VQA accuracy (the official VQA evaluation)
+#
+# Two scorers, picked by name:
+#   "official": the current official VQA API, GT-Vision-Lab/VQA PythonEvaluationTools/vqaEvaluation/vqaEval.py
+#     (last changed by commit a013f00, "Fixed processing answers bug", 2021). Its contraction dictionary is
+#     transcribed below as it stands there.
+#   "lavis": the older official scorer that LAVIS (lavis/common/vqa_tools/vqa_eval.py) copies, exactly as this
+#     module implemented it before: the prediction always fully normalised, the answers given only the
+#     punctuation step. It is not LAVIS to the letter: its contraction map is generated from a word list (so
+#     "shed" becomes "she'd"), it strips whitespace off the answers (LAVIS strips only the prediction), and it
+#     removes every period (LAVIS, like the official code, at most 32).
 
-# Characters the official scorer deletes (or turns into spaces); the apostrophe is kept for contractions.
+VQA_SCORERS = ("official", "lavis")
+
+# Characters the scorers delete (or turn into spaces); the apostrophe is kept for contractions.
 _VQA_PUNCT = tuple(";/[]\"{}()=+\\_-><@`,?!")
-_PERIOD = re.compile(r"\.(?!\d)")  # a period not followed by a digit ("2.5" keeps its point)
+# A period not followed by a digit ("2.5" keeps its point). The official pattern is "(?!<=\d)(\.)(?!\d)": its
+# "(?!<=\d)" is a lookahead (a mistyped lookbehind) that always holds before a period, so this is the same.
+_PERIOD = re.compile(r"\.(?!\d)")
+# The official code calls periodStrip.sub("", outText, re.UNICODE): the flag lands in ``count``, so at most
+# re.UNICODE (32) periods go.
+_OFFICIAL_PERIOD_COUNT = int(re.UNICODE)
 _DIGIT_COMMA = re.compile(r"\d,\d")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))}
 _NUMBER_WORDS["none"] = "0"
 _ARTICLES = frozenset(("a", "an", "the"))
-# Contractions the official scorer restores when an answer drops the apostrophe(s). Forms that collide with
-# ordinary words once the apostrophe goes (we'll/well, it's/its, i'd/id, she'll/shell) are absent there too.
+
+# The official ``contractions`` dictionary, transcribed exactly from GT-Vision-Lab/VQA
+# PythonEvaluationTools/vqaEvaluation/vqaEval.py (VQAEval.__init__). Its quirks are kept: capitalised keys
+# ("Im", "Ive", "Id've") never match the lowercased words, "somebody'd" maps backwards to "somebodyd", and
+# forms such as "shed", "wed", "id", "hell", "well", "its", "lets" are not keys, so they stay as they are.
+_OFFICIAL_CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
+    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
+    "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't",
+    "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's",
+    "howd": "how'd", "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
+    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll",
+    "let's": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightnt've": "mightn't've",
+    "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've",
+    "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't",
+    "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's", "shouldve": "should've",
+    "shouldnt": "shouldn't", "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've",
+    "somebody'd": "somebodyd", "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've",
+    "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd",
+    "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll",
+    "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
+    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's", "thered": "there'd",
+    "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're", "theres": "there's",
+    "theyd": "they'd", "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll",
+    "theyre": "they're", "theyve": "they've", "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've",
+    "we'dve": "we'd've", "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're",
+    "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's",
+    "whereve": "where've", "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've", "wholl": "who'll",
+    "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're", "whys": "why's",
+    "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
+    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll",
+    "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd",
+    "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll", "youre": "you're", "youve": "you've",
+}
+
+# The "lavis" scorer's generated map: every apostrophe-dropped spelling of these words restores the word.
+# Forms that collide with ordinary words once the apostrophe goes (we'll/well, it's/its, i'd/id, she'll/shell)
+# are left out, but "she'd" is in, so "shed" becomes "she'd".
 _CONTRACTED = (
     "ain't aren't can't could've couldn't couldn't've didn't doesn't don't hadn't hadn't've hasn't haven't he'd "
     "he'd've he's how'd how'll how's isn't it'd it'd've it'll ma'am mightn't mightn't've might've mustn't must've "
@@ -88,42 +142,76 @@ def _apostrophe_variants(word: str) -> list[str]:
     return variants
 
 
-_CONTRACTIONS = {v: w for w in _CONTRACTED for v in _apostrophe_variants(w)}
+_LAVIS_CONTRACTIONS = {v: w for w in _CONTRACTED for v in _apostrophe_variants(w)}
+_CONTRACTION_MAPS = {"official": _OFFICIAL_CONTRACTIONS, "lavis": _LAVIS_CONTRACTIONS}
 
 
-def vqa_punctuation(text: str) -> str:
-    """The official scorer's punctuation step: a mark next to a space (or any mark, when the text holds a
-    digit-comma-digit number) is deleted, otherwise it becomes a space; periods not before a digit go."""
+def _check_scorer(scorer: str) -> None:
+    if scorer not in VQA_SCORERS:
+        raise ValueError(f"VQA scorer must be one of {VQA_SCORERS}, got {scorer!r}")
+
+
+def _strip_whitespace(text: str) -> str:
+    """Both scorers' first step, for predictions and answers: newlines and tabs to spaces, ends stripped."""
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def vqa_punctuation(text: str, scorer: str = "official") -> str:
+    """``processPunctuation``: a mark next to a space (or any mark, when the text holds a digit-comma-digit
+    number) is deleted, otherwise it becomes a space; then periods not before a digit go (the official code:
+    at most 32 of them)."""
+    _check_scorer(scorer)
     delete = _DIGIT_COMMA.search(text) is not None
     out = text
     for p in _VQA_PUNCT:  # the tests read the original text, not the partly cleaned one
         out = out.replace(p, "" if delete or f"{p} " in text or f" {p}" in text else " ")
-    return _PERIOD.sub("", out)
+    return _PERIOD.sub("", out, count=_OFFICIAL_PERIOD_COUNT if scorer == "official" else 0)
 
 
-def vqa_normalize(text: str) -> str:
-    """Full normalisation of a predicted answer: whitespace, punctuation, lowercase, number words to digits,
-    articles dropped, apostrophe-less contractions restored."""
-    text = vqa_punctuation(text.replace("\n", " ").replace("\t", " ").strip())
+def vqa_digit_article(text: str, scorer: str = "official") -> str:
+    """``processDigitArticle``: lowercase, split on whitespace, number words to digits, articles dropped,
+    apostrophe-less contractions restored with the scorer's map, words joined by single spaces."""
+    _check_scorer(scorer)
+    contractions = _CONTRACTION_MAPS[scorer]
     words = [_NUMBER_WORDS.get(w, w) for w in text.lower().split()]
-    return " ".join(_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES)
+    return " ".join(contractions.get(w, w) for w in words if w not in _ARTICLES)
 
 
-def vqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """Official VQA accuracy (0-1) of one prediction against the annotators' answers (usually 10).
+def vqa_normalize(text: str, scorer: str = "official") -> str:
+    """Full normalisation of an answer: whitespace, punctuation, then ``vqa_digit_article``. (The "official"
+    scorer applies it only to questions whose answers disagree; see ``vqa_accuracy``.)"""
+    return vqa_digit_article(vqa_punctuation(_strip_whitespace(text), scorer), scorer)
 
-    min(#matching / 3, 1), averaged over the leave-one-out subsets of the answers: with 10 answers, 1 match
-    scores 0.3, 2 score 0.6, 3 score 0.9, and 4 or more score 1. As the official scorer does, the prediction
-    is fully normalised and the answers only get the punctuation step, and only when they disagree (the
-    official annotations are already normalised).
+
+def vqa_accuracy(prediction: str, answers: list[str], scorer: str = "official") -> float:
+    """VQA accuracy (0-1) of one prediction against the annotators' answers (usually 10).
+
+    For each answer, min(1, #matches among the other answers / 3), averaged over the answers: with 10 answers,
+    1 match scores 0.3, 2 score 0.6, 3 score 0.9, and 4 or more score 1. Every answer and the prediction are
+    first whitespace-stripped. Then:
+
+    - "official" (the current VQA API): if the stripped answers are not all the same, the answers and the
+      prediction are all fully normalised (``vqa_normalize``); if they are all the same, nothing more is
+      done to either, and the prediction must equal the answer as it is.
+    - "lavis" (the older scorer LAVIS copies): the prediction is always fully normalised, with the generated
+      contraction map; the answers get only the punctuation step, and only if they are not all the same.
     """
+    _check_scorer(scorer)
     if not answers:
         raise ValueError("vqa_accuracy needs at least one ground-truth answer")
-    pred = vqa_normalize(prediction)
-    truth = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
-    if len(set(truth)) > 1:
-        truth = [vqa_punctuation(a) for a in truth]
+    pred = _strip_whitespace(prediction)
+    truth = [_strip_whitespace(a) for a in answers]
+    disagree = len(set(truth)) > 1
+    if scorer == "official":
+        if disagree:
+            truth = [vqa_digit_article(vqa_punctuation(a, scorer), scorer) for a in truth]
+            pred = vqa_digit_article(vqa_punctuation(pred, scorer), scorer)
+    else:
+        pred = vqa_digit_article(vqa_punctuation(pred, scorer), scorer)
+        if disagree:
+            truth = [vqa_punctuation(a, scorer) for a in truth]
+    # The official code leaves out one answer record at a time (records differ by answer_id): leaving out a
+    # matching answer leaves matches - 1 of them, leaving out any other leaves all of them.
     matches = sum(a == pred for a in truth)
-    # Leaving out a matching answer leaves matches - 1 of them, leaving out any other leaves all of them.
     scores = [min(1.0, (matches - (a == pred)) / 3) for a in truth]
     return sum(scores) / len(scores)

@@ -240,18 +240,21 @@ def predict(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10
     return predictions
 
 
-def score(prediction: str, answers: list[str], scoring: str) -> float:
-    """0-1 score of one prediction: official VQA accuracy, or exact match against the one answer."""
-    return vqa_accuracy(prediction, answers) if scoring == "vqa" else float(prediction == answers[0])
+def score(prediction: str, answers: list[str], scoring: str, scorer: str = "official") -> float:
+    """0-1 score of one prediction: VQA accuracy with ``scorer`` ("official" or "lavis", see
+    ``vqa_accuracy``), or exact match against the one answer (``scorer`` unused)."""
+    return vqa_accuracy(prediction, answers, scorer) if scoring == "vqa" else float(prediction == answers[0])
 
 
-def evaluate(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10) -> dict:
-    """``accuracy`` in percent (and ``accuracy_<kind>`` per question type, where the data has kinds)."""
+def evaluate(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10,
+             scorer: str = "official") -> dict:
+    """``accuracy`` in percent (and ``accuracy_<kind>`` per question type, where the data has kinds).
+    ``scorer`` picks the VQA accuracy variant for "vqa" scoring ("official" or "lavis")."""
     if any(not a for a in data.answers):
         raise ValueError("evaluation needs answers for every question (a test split without answers can only "
                          "be predicted)")
     preds = predict(model, backbone, data, k_test, max_len)
-    scores = np.array([score(p, a, data.scoring) for p, a in zip(preds, data.answers)])
+    scores = np.array([score(p, a, data.scoring, scorer) for p, a in zip(preds, data.answers)])
     out = {"accuracy": 100.0 * float(scores.mean())}
     for kind in sorted(set(data.kinds or ())):
         out[f"accuracy_{kind}"] = 100.0 * float(scores[[k == kind for k in data.kinds]].mean())
