@@ -50,8 +50,12 @@ def ablation(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Step time and peak memory per method on the proxy and BLIP-base architectures (CPU, batch 2), then
-    their plot beside the JSON (outputs/bench_efficiency.{pdf,png})."""
+    their plot beside the JSON (outputs/bench_efficiency.{pdf,png}). `-- orchestration`: Ray + MLflow overhead;
+    `-- gpu [flags]`: training throughput, MFU, peak memory, evaluation time and loader share on a GPU
+    (`-- gpu --tiny`: the CPU check of that script)."""
     _install(session, "reports")
+    if session.posargs[:1] == ["gpu"]:  # needs a CUDA build of torch in the session's environment
+        return session.run("python", "-m", "suites.perf.gpu", *session.posargs[1:])
     if session.posargs[:1] == ["orchestration"]:  # Ray + MLflow overhead, 2 vs 1 concurrent trials
         return session.run("python", "-m", "suites.perf.orchestration", *session.posargs[1:])
     session.run("python", "-m", "suites.perf.step", *session.posargs)

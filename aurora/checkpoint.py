@@ -36,6 +36,19 @@ def save_trained(model: nn.Module, path: str | Path, method: Method | None = Non
     return path
 
 
+class DamagedCheckpoint(ValueError):
+    """A weights file whose content is not what was saved."""
+
+
+def check_sha256(path: str | Path, expected: str) -> Path:
+    """``path`` if its SHA-256 is ``expected``, else ``DamagedCheckpoint`` naming both."""
+    actual = file_sha256(path)
+    if actual != expected:
+        raise DamagedCheckpoint(f"{path} is damaged: its SHA-256 is {actual[:16]}..., the run logged "
+                                f"{expected[:16]}...; rerun the trial")
+    return Path(path)
+
+
 def file_sha256(path: str | Path) -> str:
     """The file's SHA-256, read in 1 MiB blocks."""
     digest = hashlib.sha256()

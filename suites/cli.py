@@ -140,7 +140,7 @@ def _cmd_eval(args) -> int:
     spec = TrialSpec(**record.spec)
     with tempfile.TemporaryDirectory() as tmp:
         weights = tracker.download(args.run_id, "trained.safetensors", tmp)
-        metrics = reevaluate(spec, weights)
+        metrics = reevaluate(spec, weights, record.weights_sha256)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -165,6 +165,16 @@ def _cmd_report(args) -> int:
         return 2
     for p in paths:
         print(p)
+    return 0
+
+
+def _cmd_convert_blip(args) -> int:
+    """An original Salesforce BLIP .pth -> a transformers folder the ``hf`` backbone loads."""
+    from suites.backbones.convert import convert_blip
+
+    conversion = convert_blip(args.source, args.out_dir, args.task, config=args.config, tokenizer=args.tokenizer,
+                              image_size=args.image_size)
+    print("\n".join(conversion.lines()))
     return 0
 
 
@@ -217,8 +227,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", metavar="JSON", help="suites.perf.step output to plot (default: <output>/bench.json)")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("convert-blip", help="convert an original Salesforce BLIP checkpoint (.pth) into a "
+                                            "transformers folder the hf backbone loads")
+    p.add_argument("source", metavar="SRC.pth", help="model_base.pth, model_base_retrieval_coco.pth, model_vqa.pth, ...")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (save_pretrained layout)")
+    p.add_argument("--task", required=True, choices=["retrieval", "vqa"])
+    p.add_argument("--config", metavar="BLIPCONFIG.json",
+                   help="transformers BlipConfig JSON (default: BLIP-base at the checkpoint's image size)")
+    p.add_argument("--image-size", type=int, metavar="PX",
+                   help="resize the ViT position embeddings to this size (bicubic, as BLIP does)")
+    p.add_argument("--tokenizer", metavar="DIR",
+                   help="folder with bert-base-uncased's vocab.txt (or a saved tokenizer); required")
+    p.set_defaults(func=_cmd_convert_blip)
+
     args = parser.parse_args(argv)
+    from aurora.checkpoint import DamagedCheckpoint
     from suites.backbones import BackboneUnavailable
+    from suites.backbones.convert import ConversionError
     from suites.benchmarks import DataError
     from suites.engine.device import DeviceError
     from suites.orchestration.experiments import SpecError
@@ -228,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UnknownNameError, TargetingError, BackboneUnavailable, DataError, SpecError, TrackingUnavailable,
-            PreflightError, DeviceError) as err:
+            PreflightError, DeviceError, ConversionError, DamagedCheckpoint) as err:
         # bad input: one clear line, no traceback
         print(f"aurora-bench: error: {err}", file=sys.stderr)
         return 2

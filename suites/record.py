@@ -37,7 +37,8 @@ class TrialRecord:
     history: list = field(default_factory=list)
     val_score: float = math.nan
     train_stats: dict = field(default_factory=dict)
-    weights: str | None = None
+    weights: str | None = None  # the trained tensors' file, unique to this trial run
+    weights_sha256: str = ""  # its content hash, checked whenever the file is read back
     wall_time_s: float = 0.0
     peak_rss_mb: float = 0.0
     hardware: str = ""

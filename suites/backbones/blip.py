@@ -8,6 +8,7 @@ makes the text cross-attention honour ``encoder_attention_mask`` where the insta
 from __future__ import annotations
 
 import functools
+import json
 import os
 import warnings
 import zlib
@@ -171,6 +172,23 @@ def fix_cross_attention_mask(model: nn.Module) -> nn.Module:
     return _hook_cross_attention(model) if cross_attention_ignores_mask() else model
 
 
+# Written beside the weights by ``suites.backbones.convert`` (``aurora-bench convert-blip``): what transformers'
+# BLIP has no place for, above all the learned ITC temperature (``{"itc_temperature": ...}``).
+CONVERSION_INFO = "aurora_bench.json"
+
+
+def itc_temperature(folder: str | Path) -> float | None:
+    """The ITC temperature a converted checkpoint folder carries in ``CONVERSION_INFO``, or None."""
+    path = Path(folder) / CONVERSION_INFO
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("itc_temperature")
+        return None if value is None else float(value)
+    except (ValueError, TypeError, AttributeError) as err:
+        raise BackboneUnavailable(f"{path}: no readable itc_temperature ({type(err).__name__}: {err})") from None
+
+
 class _IdTokenizer:
     """Tokenizer stand-in for random-weight backbones: hashes words into the vocabulary."""
 
@@ -228,6 +246,7 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
             f"backbone: {', '.join(n for n in BACKBONES.names() if n != 'hf')}"
         ) from None
     tok = processor.tokenizer
+    temp = itc_temperature(local) if looks_local else None  # converted original checkpoints carry theirs
     enc = tok.convert_tokens_to_ids("[ENC]") if "[ENC]" in tok.get_vocab() else tok.cls_token_id
     size = model.config.vision_config.image_size
     image_processor = processor.image_processor
@@ -241,5 +260,5 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
     return Backbone(
         mark_backbone(model), tokenizer, enc_token_id=enc, image_size=size,
         image_mean=tuple(image_processor.image_mean), image_std=tuple(image_processor.image_std),
-        source=f"{name_or_path} ({os.path.basename(source)})",
+        source=f"{name_or_path} ({os.path.basename(source)})", **({} if temp is None else {"temp": temp}),
     )

@@ -137,6 +137,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         check_reachable(uri)
+        # MLflow draws a progress bar per artifact download (records on resume, weights for eval): not in a CLI
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.mlflow = mlflow
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
@@ -211,6 +213,7 @@ class Tracker:
             **_trial_tags(parent_id, record.spec, record.row, "FINISHED"),
             "tier": record.tier, "task": record.task, "primary_metric": record.primary_metric,
             "backbone": record.backbone, "hardware": record.hardware, "device": record.device,
+            "weights_sha256": record.weights_sha256,
             "precision": record.precision, **package_versions(),
         }
         run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record.name, tags=tags)

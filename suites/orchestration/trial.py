@@ -8,6 +8,7 @@ import os
 import platform
 import resource
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from aurora.api import TargetingError, create_method, merged, param_report, train_heads
-from aurora.checkpoint import load_trained, save_trained
+from aurora.checkpoint import check_sha256, file_sha256, load_trained, save_trained
 from suites.backbones import build_backbone
 from suites.benchmarks import BENCHMARKS
 from suites.engine.device import Precision, device_name, resolve_device, resolve_precision
@@ -117,7 +118,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
         objective = bench.objective(backbone)
         stats = fit(model, objective, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
                     resume=resume)
-        weights = str(save_trained(model, Path(spec.output_dir) / "trials" / spec.name / "trained.safetensors", method))
+        weights = str(save_trained(model, trial_folder(spec) / "trained.safetensors", method))
     with evaluating(method, model, cfg), precision.autocast():
         metrics = bench.evaluate(model, backbone, test_data)
     return TrialRecord(
@@ -125,14 +126,22 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
         train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
         primary_metric=bench.primary_metric, backbone=backbone.source, params=report.to_dict(), history=history,
         val_score=validation_score(history), metrics=metrics, train_stats=stats, weights=weights,
+        weights_sha256=file_sha256(weights) if weights else "",
         wall_time_s=time.perf_counter() - start,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(device),
         device=device_name(device), precision=precision.name,
     )
 
 
-def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
-    """Evaluate a finished trial's saved weights on its test split, without training."""
+def trial_folder(spec: TrialSpec) -> Path:
+    """Where one run of a trial writes: unique per run, so two suites (or two runs of one trial) sharing an
+    output folder never read or log each other's files."""
+    return Path(spec.output_dir) / "trials" / (spec.suite or "adhoc") / spec.name / uuid.uuid4().hex[:12]
+
+
+def reevaluate(spec: TrialSpec, weights: str | Path | None, weights_sha256: str = "") -> dict:
+    """Evaluate a finished trial's saved weights on its test split, without training; the file must match the
+    content hash its run logged, where it logged one."""
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
     device = resolve_device(cfg.device)
@@ -140,6 +149,8 @@ def reevaluate(spec: TrialSpec, weights: str | Path | None) -> dict:
     if method.trains:
         if weights is None:
             raise ValueError(f"trial {spec.name} trained {spec.method} but has no saved weights")
+        if weights_sha256:
+            check_sha256(weights, weights_sha256)
         load_trained(backbone.model, weights)
     model = backbone.model.to(device).eval()
     with evaluating(method, model, cfg), Precision(resolve_precision(cfg.precision, device), device).autocast():

@@ -2,7 +2,8 @@
 
 Time: one worker process per method builds its model, then the methods take turns, one optimizer step each
 per round (ITC + ITM, AdamW), so a change in the machine's load hits every method alike; the reported time
-is the median over the rounds after one warm-up round. Only one worker computes at a time.
+is the median over the rounds after one warm-up round. Only one worker computes at a time. Each step's batch is
+loaded (captions tokenized, pixels made) before its clock starts, as a trial's loader workers load ahead of the loop.
 
 Memory: each method again in a fresh process, with glibc's mmap threshold fixed at 128 KiB
 (``MALLOC_MMAP_THRESHOLD_``). Torch's CPU allocator is plain malloc; by default glibc raises that threshold
