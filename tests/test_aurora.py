@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import aurora
-from aurora.method.layer import TextLinear, ViTLinear
+from aurora.method.layer import MlpIn, MlpOut, TextLinear, ViTLinear
 from suites.backbones import build_backbone
 
 
@@ -37,8 +37,85 @@ def test_vit_qkv_delta_per_column():
     x = torch.randn(3, 32)
     out = qkv(x) - qkv.base(x)
     for j in range(3):
-        M = torch.einsum("abc,c->ab", shared.core, qkv.aurora_p[:, j])
+        M = torch.einsum("abc,c->ab", shared.core, qkv.p[:, j])
         torch.testing.assert_close(out[:, j * 32:(j + 1) * 32], x @ shared.U.weight.T @ M @ shared.V.weight.T)
+
+
+def official_draws(seed: int, rank: int, d: int, blocks: int, mlp_chunks: int = 4):
+    """The official code's Aurora tensors (``CP/blip_vqa.py``, ``CP/vit.py``), drawn in its order under ``seed``:
+    CP_U, CP_V (zeroed), CP_C, then block by block the attention's R x 4 ``CP_attention`` and the MLP's R x 8
+    ``mlp_CP``, each ``torch.zeros`` then ``nn.init.xavier_uniform_`` (the frozen Linear layers' inits, which the
+    official code draws in between and overwrites with pretrained weights, left out)."""
+    torch.manual_seed(seed)
+    U = torch.nn.Linear(d, rank, bias=False).weight.detach()
+    torch.nn.Linear(rank, d, bias=False)
+    core = torch.nn.init.xavier_uniform_(torch.zeros(rank, rank, rank))
+    vit = []
+    for _ in range(blocks):
+        attention = torch.nn.init.xavier_uniform_(torch.zeros(rank, 4))
+        mlp = torch.nn.init.xavier_uniform_(torch.zeros(rank, 2 * mlp_chunks))
+        vit.append((attention, mlp))
+    return U, core, vit
+
+
+def test_vit_mode_vectors_are_the_official_draws():
+    seed, rank = 7, 8
+    backbone = build_backbone("test-tiny", hidden=32, mlp=128)
+    torch.manual_seed(seed)
+    aurora.create_method("aurora", rank=rank).apply(backbone.model)
+    model = backbone.model
+    U, core, vit = official_draws(seed, rank, d=32, blocks=2)
+    assert torch.equal(model.aurora_shared.U.weight, U) and torch.equal(model.aurora_shared.core, core)
+    blocks = model.vision_model.encoder.layers
+    assert len(blocks) == len(vit)
+    for block, (attention, mlp) in zip(blocks, vit):
+        assert torch.equal(block.self_attn.aurora_p_attention, attention)
+        assert torch.equal(block.mlp.aurora_p_mlp, mlp)
+        # each wrapped layer reads its columns of its block's one tensor, as views of it
+        for layer, owner, columns in ((block.self_attn.qkv, block.self_attn.aurora_p_attention, slice(0, 3)),
+                                      (block.self_attn.projection, block.self_attn.aurora_p_attention, slice(3, 4)),
+                                      (block.mlp.fc1, block.mlp.aurora_p_mlp, slice(0, 4)),
+                                      (block.mlp.fc2, block.mlp.aurora_p_mlp, slice(4, 8))):
+            assert torch.equal(layer.p, owner[:, columns])
+            assert layer.p.data_ptr() == owner[:, columns].data_ptr()
+    # registered once per block: nothing per wrapped layer
+    names = [n for n, _ in model.named_parameters() if "vision_model" in n and "aurora" in n]
+    assert len(names) == 2 * len(blocks) and all(n.endswith(("aurora_p_attention", "aurora_p_mlp")) for n in names)
+
+
+@pytest.mark.parametrize(("site", "tensor", "columns"), [
+    ("self_attn.qkv", "self_attn.aurora_p_attention", (0, 3)),
+    ("self_attn.projection", "self_attn.aurora_p_attention", (3, 4)),
+    ("mlp.fc1", "mlp.aurora_p_mlp", (0, 4)),
+    ("mlp.fc2", "mlp.aurora_p_mlp", (4, 8)),
+])
+def test_vit_gradient_lands_in_the_layer_columns_only(site, tensor, columns):
+    model = apply(rank=4, dropout=0.0)
+    torch.nn.init.normal_(model.aurora_shared.V.weight)  # V = 0 would zero every mode-vector gradient
+    block = model.vision_model.encoder.layers[1]
+    layer = block.get_submodule(site)
+    assert isinstance(layer, (ViTLinear, MlpIn, MlpOut))
+    layer(torch.randn(3, layer.base.in_features)).square().sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if "aurora_p" in n}
+    grad = block.get_parameter(tensor).grad
+    assert grad is not None
+    first, end = columns
+    assert grad[:, first:end].abs().min() > 0
+    assert torch.count_nonzero(grad[:, :first]) == 0 and torch.count_nonzero(grad[:, end:]) == 0
+    assert [n for n, g in grads.items() if g is not None] == [f"vision_model.encoder.layers.1.{tensor}"]
+
+
+def test_partial_vision_targets_keep_the_official_values_of_their_columns():
+    """Both block tensors are drawn in full whatever the targets; only the targeted columns are kept."""
+    full = apply(rank=8)
+    part = apply(rank=8, vision_targets=("qkv", "fc2"))
+    for a, b in zip(full.vision_model.encoder.layers, part.vision_model.encoder.layers):
+        assert torch.equal(b.self_attn.aurora_p_attention, a.self_attn.aurora_p_attention[:, :3])
+        assert torch.equal(b.mlp.aurora_p_mlp, a.mlp.aurora_p_mlp[:, 4:])
+        assert torch.equal(b.self_attn.qkv.p, a.self_attn.qkv.p) and torch.equal(b.mlp.fc2.p, a.mlp.fc2.p)
+        assert not isinstance(b.self_attn.projection, ViTLinear) and not isinstance(b.mlp.fc1, MlpIn)
+    for a, b in zip(full.text_encoder.encoder.layer, part.text_encoder.encoder.layer):  # same stream after
+        assert torch.equal(b.attention.self.query.aurora_p, a.attention.self.query.aurora_p)
 
 
 def test_cp_equals_dense_with_superdiagonal_core():
@@ -87,11 +164,18 @@ def test_gqt_only_in_image_grounded_passes():
                               ref.text_encoder(**grounded).last_hidden_state)
 
 
-def formula(rank: int, core: str, d: int, vit_layers: int, text_layers: int) -> int:
-    """Aurora's trainable count: U, V and the core once, 12 R per ViT block (qkv 3, proj 1, fc1 and fc2 4 each),
-    6 R (q, k, v of self- and cross-attention) plus GQT's 4 d per text layer; d and the layer counts as parameters (VQA: text layers of encoder + decoder)."""
+VIT_COLUMNS = {"qkv": 3, "proj": 1, "fc1": 4, "fc2": 4}  # columns of the block tensors each target reads (c = 4)
+
+
+def formula(rank: int, core: str, d: int, vit_layers: int, text_layers: int,
+            vision_targets=tuple(VIT_COLUMNS)) -> int:
+    """Aurora's trainable count: U, V and the core once; per ViT block the targeted columns of its two tensors,
+    12 R with every target (attention R x 4: qkv 3, proj 1; MLP R x 8: fc1 4, fc2 4); 6 R (q, k, v of self- and
+    cross-attention) plus GQT's 4 d per text layer; d and the layer counts as parameters (VQA: text layers of
+    encoder + decoder). Untargeted columns are not created, so they do not count (qkv alone: 3 R per block)."""
     shared = 2 * d * rank + (rank**3 if core == "dense" else rank)
-    return shared + vit_layers * 12 * rank + text_layers * (6 * rank + 4 * d)
+    per_block = rank * sum(VIT_COLUMNS[t] for t in vision_targets)
+    return shared + vit_layers * per_block + text_layers * (6 * rank + 4 * d)
 
 
 @pytest.mark.parametrize("rank", [16, 32, 64])
@@ -99,6 +183,14 @@ def formula(rank: int, core: str, d: int, vit_layers: int, text_layers: int) -> 
 def test_count_matches_formula(rank, core):
     model = apply(rank=rank, core=core)
     assert aurora.param_report(model).method_trainable == formula(rank, core, d=32, vit_layers=2, text_layers=2)
+
+
+@pytest.mark.parametrize("targets", [("qkv",), ("proj",), ("qkv", "fc2"), ("fc1",), ("proj", "fc1", "fc2")])
+def test_count_with_partial_vision_targets(targets):
+    """Only the targeted columns of the official tensors are parameters: the counts of one tensor per weight."""
+    model = apply(rank=8, vision_targets=targets)
+    assert aurora.param_report(model).method_trainable == formula(8, "dense", d=32, vit_layers=2, text_layers=2,
+                                                                  vision_targets=targets)
 
 
 @pytest.mark.parametrize("rank", [16, 32, 64])

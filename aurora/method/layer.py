@@ -5,8 +5,6 @@ Shapes: x (..., d) activations, U: d -> R, V: R -> d, core G (R, R, R), a mode v
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -34,25 +32,29 @@ class SharedFactors(nn.Module):
         return torch.diag_embed((self.core[:, None] * p).T).permute(1, 2, 0)  # (k, R, R) -> (R, R, k)
 
 
-def _mode_vectors(rank: int, k: int) -> nn.Parameter:
-    p = torch.empty(rank, k)
-    bound = math.sqrt(6.0 / (rank + k))  # xavier-uniform of an (R, k) matrix, as the official code
-    return nn.Parameter(p.uniform_(-bound, bound))
+def mode_vectors(rank: int, k: int) -> torch.Tensor:
+    """One (R, k) tensor of mode vectors, drawn as the official code draws each of its mode-vector tensors:
+    ``nn.init.xavier_uniform_`` over the whole (R, k) shape, i.e. U(-b, b) with b = sqrt(6 / (R + k)), k
+    uniform draws per row in row-major order, b computed by torch's own arithmetic (bit-for-bit the same).
+
+    The official code draws R x 4 per ViT attention block (q, k, v, proj), R x 8 per ViT MLP (fc1 chunks
+    0-3, fc2 chunks 4-7) and R x 1 per BERT q, k, v; ``Aurora.apply`` draws them in its order (see model.py).
+    """
+    return nn.init.xavier_uniform_(torch.zeros(rank, k))
 
 
 class _Adapted(nn.Module):
     """A frozen Linear plus Aurora's delta; ``base`` keeps the original module and its parameter names.
 
-    Subclasses compute the rank-R ``bottleneck`` (..., k, R): one R-vector per d-wide chunk of the output.
-    ``forward`` maps it through the shared V and adds it to the frozen output in one fused GEMM
-    (``addmm``), so the (..., k*d) delta is never materialised on its own.
+    Subclasses give the layer's mode vectors ``p`` (R, k) and compute the rank-R ``bottleneck`` (..., k, R):
+    one R-vector per d-wide chunk of the output. ``forward`` maps it through the shared V and adds it to the
+    frozen output in one fused GEMM (``addmm``), so the (..., k*d) delta is never materialised on its own.
     """
 
-    def __init__(self, base: nn.Linear, shared: SharedFactors, k: int, dropout: float):
+    def __init__(self, base: nn.Linear, shared: SharedFactors, dropout: float):
         super().__init__()
         self.base = base
         self._shared = (shared,)  # a tuple, so the shared factors are not registered (or saved) per layer
-        self.aurora_p = _mode_vectors(shared.rank, k)
         self.drop = nn.Dropout(dropout)
         self.skip_delta = False  # set by decode_delta="official" while a KV cache holds earlier positions
         self.merged = False  # the delta is folded into base.weight (evaluation)
@@ -60,6 +62,11 @@ class _Adapted(nn.Module):
     @property
     def shared(self) -> SharedFactors:
         return self._shared[0]
+
+    @property
+    def p(self) -> torch.Tensor:
+        """The layer's mode vectors (R, k), one column per d-wide chunk of its output (or input, for fc2)."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)  # (..., k*d)
@@ -96,39 +103,68 @@ class _Adapted(nn.Module):
         self.merged = False
 
 
-class ViTLinear(_Adapted):
+class _BlockColumns(_Adapted):
+    """A ViT layer whose mode vectors are ``columns`` of one tensor of its block, as in the official code:
+    ``owner.<name>`` (R, n), registered (and saved) once on the block's attention or MLP module and read here
+    as a slice, so the gradient of every layer reading it lands in that one tensor, in the layer's columns.
+    The owner is held in a tuple (not registered) and the tensor looked up by name at every call."""
+
+    def __init__(self, base: nn.Linear, shared: SharedFactors, dropout: float, owner: nn.Module, name: str,
+                 columns: slice):
+        super().__init__(base, shared, dropout)
+        self._owner, self._name, self.columns = (owner,), name, columns
+
+    @property
+    def p(self) -> torch.Tensor:
+        return getattr(self._owner[0], self._name)[:, self.columns]  # a view: (R, k)
+
+
+class ViTLinear(_BlockColumns):
     """ViT q/k/v (fused, k = 3) or output projection (k = 1): dW = drop(x U M) V^T, dropout after the core."""
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shared
-        modes = s.modes(self.aurora_p)  # (R, R, k)
+        modes = s.modes(self.p)  # (R, R, k)
         return self.drop(torch.einsum("...r,rsk->...ks", s.U(x), modes))  # (..., k, R): q, k, v in fused order
 
 
 class TextLinear(_Adapted):
-    """BERT q, k or v (k = 1): dW = (drop(x U) M) V^T, dropout before the core as in the official code."""
+    """BERT q, k or v (k = 1): dW = (drop(x U) M) V^T, dropout before the core as in the official code.
+
+    Owns its R x 1 mode vector ``aurora_p``, as the official code (``q_CP``, ``k_CP``, ``v_CP`` of each
+    ``BertSelfAttention``, one xavier-uniform R x 1 draw each, in the order q, k, v)."""
+
+    def __init__(self, base: nn.Linear, shared: SharedFactors, dropout: float):
+        super().__init__(base, shared, dropout)
+        self.aurora_p = nn.Parameter(mode_vectors(shared.rank, 1))
+
+    @property
+    def p(self) -> torch.Tensor:
+        return self.aurora_p
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shared
-        return self.drop(s.U(x)) @ s.modes(self.aurora_p)[..., 0]  # (..., R)
+        return self.drop(s.U(x)) @ s.modes(self.p)[..., 0]  # (..., R)
 
 
-class MlpIn(_Adapted):
+class MlpIn(_BlockColumns):
     """ViT fc1 (d -> c*d) as c chunks, with the official code's chunk interleaving (the reshape below)."""
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
-        s, c = self.shared, self.aurora_p.shape[1]
-        f1 = s.modes(self.aurora_p).reshape(s.rank, -1)  # (R, c*R), column index b*c + j (row-major)
+        p = self.p
+        s, c = self.shared, p.shape[1]
+        f1 = s.modes(p).reshape(s.rank, -1)  # (R, c*R), column index b*c + j (row-major)
         z = self.drop(s.U(x) @ f1)  # (..., c*R)
         return z.unflatten(-1, (c, s.rank))  # chunk k takes columns [kR, (k+1)R) -> hidden units [k*d, (k+1)*d)
 
 
-class MlpOut(_Adapted):
+class MlpOut(_BlockColumns):
     """ViT fc2 (c*d -> d), reading the hidden state as c chunks of d."""
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
-        s, c = self.shared, self.aurora_p.shape[1]
-        f2 = s.modes(self.aurora_p).reshape(s.rank, -1)  # (R, c*R)
+        p = self.p
+        s, c = self.shared, p.shape[1]
+        f2 = s.modes(p).reshape(s.rank, -1)  # (R, c*R)
         y = s.U(x.unflatten(-1, (c, -1))).flatten(-2)  # (..., c*R), index k*R + r
         return self.drop(y @ f2.T)  # (..., R)
 

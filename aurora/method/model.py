@@ -9,7 +9,7 @@ from torch import nn
 from aurora.api import Method, TargetingError, freeze, register_method
 from aurora.arch import Architecture, architecture_of, replace_module
 from aurora.method.config import AuroraConfig
-from aurora.method.layer import GatedQuery, MlpIn, MlpOut, SharedFactors, TextLinear, ViTLinear
+from aurora.method.layer import GatedQuery, MlpIn, MlpOut, SharedFactors, TextLinear, ViTLinear, mode_vectors
 
 
 @register_method
@@ -48,26 +48,51 @@ class Aurora(Method):
                                  f"{arch.name!r} does not have")
 
     def _adapt_vision(self, model: nn.Module, arch: Architecture, shared: SharedFactors) -> int:
+        """Each ViT block's mode vectors as the official code creates them (``CP/vit.py``): block by block, one
+        R x 4 tensor for the attention (``CP_attention``: q, k, v in columns 0-2, proj in column 3), then one
+        R x 2c for the MLP (``mlp_CP``, R x 8 for c = 4: fc1's chunks in columns 0..c-1, fc2's in c..2c-1), each
+        xavier-uniform over its whole shape (``mode_vectors``): the official shapes, bounds and order of draws.
+        (The official code's random stream also holds, in between, the inits of the Linear layers it then
+        overwrites with the pretrained weights; a method applied to a built model draws its tensors only.)
+
+        Partial ``vision_targets``: both tensors are still drawn in full, with the official shapes (the same
+        bounds, and the same random stream, so a targeted weight starts from the same values whichever others
+        are targeted), but only the targeted weights' columns are kept as the block's parameter. Untargeted
+        columns are not created and are not trainable parameters: qkv alone keeps 3R per block (R x 3), as
+        when every weight had its own tensor. The MLP tensor is drawn wherever the MLP chunks (hidden c*d).
+        """
         cfg, n = self.config, 0
         for layer in arch.vit_layers(model):
-            for target, path, cls, k in self._vision_sites(arch, layer):
-                if target in cfg.vision_targets:
-                    replace_module(layer, path, cls, shared, k, cfg.dropout)
-                    n += 1
+            for owner_path, name, width, sites in self._vision_tensors(arch, layer):
+                drawn = mode_vectors(cfg.rank, width)  # drawn even if unused: the stream stays the official one
+                kept = [site for site in sites if site[0] in cfg.vision_targets]
+                if not kept:
+                    continue
+                columns = torch.cat([torch.arange(first, end) for _, _, _, first, end in kept])
+                owner = layer.get_submodule(owner_path)
+                owner.register_parameter(name, nn.Parameter(drawn[:, columns]))  # (R, kept columns), registered once
+                start = 0
+                for _, path, cls, first, end in kept:
+                    view = slice(start, start + end - first)  # the site's columns within the kept tensor
+                    replace_module(layer, path, cls, shared, cfg.dropout, owner, name, view)
+                    start, n = view.stop, n + 1
         return n
 
-    def _vision_sites(self, arch: Architecture, layer: nn.Module) -> list[tuple[str, str, type, int]]:
-        """(target, path from the layer, wrapper, k chunks) of one ViT layer, in the order the official code
-        draws their mode vectors: q/k/v, output projection, fc1, fc2."""
+    def _vision_tensors(self, arch: Architecture, layer: nn.Module) -> list[tuple[str, str, int, list]]:
+        """The official mode-vector tensors of one ViT layer, in the official creation order: (owner path from
+        the layer, parameter name, width, sites), a site being (target, path from the layer, wrapper, first
+        column, end column) of the columns that target reads."""
         vit, targets = arch.vision, self.config.vision_targets
         if "qkv" in targets and vit.qkv is None:
             raise TargetingError(f"aurora: vision target 'qkv' needs a fused q/k/v Linear, which the ViT of "
                                  f"architecture {arch.name!r} does not have")
-        sites = [("qkv", vit.qkv, ViTLinear, 3), ("proj", vit.attention_out, ViTLinear, 1)]
-        if "fc1" in targets or "fc2" in targets:
-            chunks = _mlp_chunks(arch, layer)
-            sites += [("fc1", vit.mlp_in, MlpIn, chunks), ("fc2", vit.mlp_out, MlpOut, chunks)]
-        return sites
+        tensors = [(vit.attention, "aurora_p_attention", 4,
+                    [("qkv", vit.qkv, ViTLinear, 0, 3), ("proj", vit.attention_out, ViTLinear, 3, 4)])]
+        chunks = _mlp_chunks(arch, layer, required="fc1" in targets or "fc2" in targets)
+        if chunks:
+            tensors.append((vit.mlp, "aurora_p_mlp", 2 * chunks,
+                            [("fc1", vit.mlp_in, MlpIn, 0, chunks), ("fc2", vit.mlp_out, MlpOut, chunks, 2 * chunks)]))
+        return tensors
 
     def _adapt_text(self, model: nn.Module, arch: Architecture, shared: SharedFactors) -> int:
         cfg, n = self.config, 0
@@ -77,7 +102,7 @@ class Aurora(Method):
                 core = arch.attention_core(sublayer)
                 for short, attr in zip(("q", "k", "v"), arch.text.projections):
                     if f"{kind}.{short}" in cfg.text_targets:
-                        setattr(core, attr, TextLinear(getattr(core, attr), shared, 1, cfg.dropout))
+                        setattr(core, attr, TextLinear(getattr(core, attr), shared, cfg.dropout))
                         n += 1
             if cfg.gqt and arch.has_cross_attention(layer):
                 gqt = GatedQuery(shared.U.in_features, cfg.gqt_scale, cfg.gqt_init_std)
@@ -121,11 +146,14 @@ class Aurora(Method):
         return fused_cls + shift
 
 
-def _mlp_chunks(arch: Architecture, layer: nn.Module) -> int:
-    """c: Aurora adapts the MLP (d -> c*d -> d) as c d-wide chunks, so c*d must be its hidden size."""
+def _mlp_chunks(arch: Architecture, layer: nn.Module, required: bool = True) -> int | None:
+    """c: Aurora adapts the MLP (d -> c*d -> d) as c d-wide chunks, so c*d must be its hidden size; None where
+    it is not and the MLP is not ``required``."""
     fc_in = layer.get_submodule(arch.vision.mlp_in)
     chunks, rest = divmod(fc_in.out_features, fc_in.in_features)
     if rest or not chunks:
+        if not required:
+            return None
         raise TargetingError(f"aurora: MLP chunking needs an MLP hidden size that is a multiple of the width; the "
                              f"{arch.name!r} ViT's MLP maps {fc_in.in_features} -> {fc_in.out_features} (leave fc1 "
                              "and fc2 out of vision_targets)")
