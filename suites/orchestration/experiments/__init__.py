@@ -173,6 +173,37 @@ def _check_train(where: str, train: dict) -> None:
         raise SpecError(f"{where}: unknown training setting {key!r}{hint}; valid: {sorted(valid)}")
 
 
+def _check_options(where: str, method: str, options) -> None:
+    """The method's config built in the driver, as the trial will build it: unknown options (listing the
+    valid ones), options of the wrong type and values its config rejects fail here."""
+    if not isinstance(options, dict):
+        raise SpecError(f"{where} must be a mapping of option: value, got {options!r}")
+    cls = METHODS.get(method).config_cls
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise SpecError(f"{where}: unknown option(s) {unknown}; valid options: {sorted(fields)}")
+    for key, value in options.items():
+        default = fields[key].default
+        if default is not dataclasses.MISSING and default is not None and not _same_kind(value, default):
+            raise SpecError(f"{where}.{key} must be {type(default).__name__} like its default {default!r}, "
+                            f"got {value!r}")
+    try:
+        cls(**options)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and (isinstance(default, float) or isinstance(value, int))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
+
+
 def _check_train_values(where: str, train: dict) -> None:
     """The training settings one method entry runs with, built as the trial will build them."""
     try:
@@ -239,6 +270,7 @@ def parse(raw: dict, source: str) -> Experiment:
         _check_train(f"{source}: methods.{name}.train", methods[name].train)
         _check_train_values(f"{source}: methods.{name}", {**(raw.get("train") or {}), **methods[name].train})
         _check_search(f"{source}: methods.{name}", methods[name], method_cls)
+        _check_options(f"{source}: methods.{name}.options", entry.get("method") or name, methods[name].options)
     resources = raw.get("resources") or {}
     valid_resources = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
     if set(resources) - valid_resources:
