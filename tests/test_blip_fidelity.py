@@ -1,4 +1,4 @@
-"""Where transformers' BLIP differs from BLIP, and what the suite does about it (issue 20).
+"""Where transformers' BLIP differs from BLIP, and what the suite does about it.
 
 1. The text cross-attention of transformers' BLIP (5.x) ignores ``encoder_attention_mask``: VQA's answer decoder
    read padded question states. ``suites.backbones.blip.fix_cross_attention_mask`` makes the mask reach it,
