@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -67,7 +68,7 @@ def _wait_for_first_finished_trial(db: Path, proc, timeout: float = 600) -> None
     raise TimeoutError("no trial finished")
 
 
-def test_kill_and_resume_loses_no_finished_trial(tmp_path):
+def test_kill_and_resume_loses_no_finished_trial(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     root = Path(__file__).resolve().parent.parent
     # the store named explicitly: an earlier test's mlflow.set_tracking_uri leaves MLFLOW_TRACKING_URI set
@@ -88,6 +89,8 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path):
                                   resume=True)
 
     assert not failures and len(records) == len(METHODS)
+    counts = re.findall(r"^\[(\d+)/(\d+)\]", capsys.readouterr().out, re.M)
+    assert counts and counts[-1] == (str(len(METHODS)), str(len(METHODS)))  # counted over the whole suite
     after = _trial_runs(uri)
     assert sorted(after["tags.mlflow.runName"]) == sorted(s.name for s in specs())  # each trial exactly once
     assert (after["status"] == "FINISHED").all()

@@ -247,7 +247,8 @@ def run_suite(
                                     scheduler=_tune_scheduler(scheduler, specs)),
         run_config=tune.RunConfig(
             name=name, storage_path=str(output_dir / "ray"), verbose=0,
-            callbacks=[_callback(tracker, parent, records, failures, stopped, len(specs),
+            # the count runs over every trial of the suite: a resumed suite's kept trials are done already
+            callbacks=[_callback(tracker, parent, records, failures, stopped, len(specs) + len(records) + len(stopped),
                                  scheduler.name if scheduler else "")],
             failure_config=tune.FailureConfig(max_failures=retries, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest training state is enough
