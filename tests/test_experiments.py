@@ -143,3 +143,17 @@ def test_malformed_specs_fail_with_one_line(tmp_path, body, needle):
 def test_an_unknown_target_lists_groups_and_benchmarks():
     with pytest.raises(SpecError, match="groups: ablation, all.*benchmarks: coco"):
         experiments.for_targets(["retrievl"])
+
+
+def test_relative_paths_resolve_against_the_directory_the_command_runs_in(tmp_path, monkeypatch):
+    (tmp_path / "models" / "blip").mkdir(parents=True)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("benchmarks: [coco]\nbackbone: models/blip\nmethods: {frozen: {}}\n"
+                    "benchmark_options: {coco: {data_root: data, image_root: ~/img, ann_root: /abs/ann}}\n")
+    monkeypatch.chdir(tmp_path)
+    exp = experiments.load("spec.yaml")
+    (trial,) = exp.trials()
+    assert trial.backbone == str(tmp_path / "models" / "blip")
+    assert trial.benchmark_options["data_root"] == str(tmp_path / "data")
+    assert trial.benchmark_options["ann_root"] == "/abs/ann"
+    assert not trial.benchmark_options["image_root"].startswith("~")

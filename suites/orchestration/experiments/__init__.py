@@ -282,7 +282,25 @@ def parse(raw: dict, source: str) -> Experiment:
     scheduler = _scheduler(source, raw.get("scheduler"))
     if not methods or not raw.get("benchmarks"):
         raise SpecError(f"{source}: needs at least one entry under 'methods' and under 'benchmarks'")
-    return Experiment(**{**raw, "methods": methods, "scheduler": scheduler, "name": raw.get("name", Path(source).stem)})
+    exp = Experiment(**{**raw, "methods": methods, "scheduler": scheduler, "name": raw.get("name", Path(source).stem)})
+    return with_absolute_paths(exp)
+
+
+def _absolute(value: str) -> str:
+    return str(Path(value).expanduser().resolve())
+
+
+def with_absolute_paths(exp: Experiment) -> Experiment:
+    """Data folders (options ending in ``_root``) and a checkpoint path resolved against the directory the
+    command runs in: trials run in Ray's own working directories, where a relative path means something else."""
+    def options(opts: dict) -> dict:
+        return {k: _absolute(v) if k.endswith("_root") and isinstance(v, str) and v else v for k, v in opts.items()}
+
+    backbone = exp.backbone
+    if backbone and (backbone.startswith((".", "~", "/")) or Path(backbone).exists()):
+        backbone = _absolute(backbone)
+    return dataclasses.replace(exp, backbone=backbone, task=options(exp.task),
+                               benchmark_options={b: options(o) for b, o in exp.benchmark_options.items()})
 
 
 def _scheduler(source: str, raw) -> Scheduler | None:
