@@ -97,8 +97,8 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
     start = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
-    device = resolve_device(cfg.device)
-    precision = Precision(resolve_precision(cfg.precision, device), device)
+    precision = compute_on(cfg)
+    device = precision.device
     bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
     model = backbone.model.to(device)  # the method's tensors with it
     report = param_report(model)
@@ -110,12 +110,13 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
             with evaluating(method, model, cfg), precision.autocast():
                 val = bench.validate(model, backbone, val_data)
             history.append({"step": step, **losses, **{f"val_{k}": v for k, v in val.items()}})
-            if on_validation is None or step == cfg.total_steps(objective.items(train_data)):
+            if on_validation is None or step == last_step:
                 return  # the last evaluation point travels with the record
             snapshot = {**training_state(), "history": list(history)} if cfg.checkpoints else None
             on_validation(history[-1], validation_score(history), snapshot)
 
         objective = bench.objective(backbone)
+        last_step = cfg.total_steps(objective.items(train_data))
         stats = fit(model, objective, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
                     resume=resume)
         weights = str(save_trained(model, trial_folder(spec) / "trained.safetensors", method))
@@ -144,7 +145,7 @@ def reevaluate(spec: TrialSpec, weights: str | Path | None, weights_sha256: str 
     content hash its run logged, where it logged one."""
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
-    device = resolve_device(cfg.device)
+    precision = compute_on(cfg)
     bench, (_, _, test_data), backbone, method = build_trial(spec)
     if method.trains:
         if weights is None:
@@ -152,9 +153,15 @@ def reevaluate(spec: TrialSpec, weights: str | Path | None, weights_sha256: str 
         if weights_sha256:
             check_sha256(weights, weights_sha256)
         load_trained(backbone.model, weights)
-    model = backbone.model.to(device).eval()
-    with evaluating(method, model, cfg), Precision(resolve_precision(cfg.precision, device), device).autocast():
+    model = backbone.model.to(precision.device).eval()
+    with evaluating(method, model, cfg), precision.autocast():
         return bench.evaluate(model, backbone, test_data)
+
+
+def compute_on(cfg: TrainConfig) -> Precision:
+    """The device a trial computes on (``train.device``) and its precision there (``train.precision``)."""
+    device = resolve_device(cfg.device)
+    return Precision(resolve_precision(cfg.precision, device), device)
 
 
 def evaluating(method, model, cfg: TrainConfig):
