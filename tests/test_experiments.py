@@ -127,7 +127,7 @@ def test_bad_scheduler_names_the_problem(scheduler, needle):
     ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntrain: {steps: 0}\n", "train.steps must be a whole number"),
     ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntrain: {k_test: 4}\n", "a task setting: put it under 'task:'"),
     ("benchmarks: [test-tiny]\nmethods: {lora: {}}\ntask: {rerank: 1}\n", "has no task setting(s) ['rerank']"),
-    ("benchmarks: [test-tiny]\nmethods: {aurora: {options: {rnak: 4}}}\n", "unknown option(s) ['rnak']"),
+    ("benchmarks: [test-tiny]\nmethods: {aurora: {options: {rnak: 4}}}\n", "has no option(s) ['rnak']; valid options:"),
     ("benchmarks: [test-tiny]\nmethods: {aurora: {options: {rank: four}}}\n", "rank must be int"),
     ("benchmarks: [test-tiny]\nmethods: {lora: {options: {r: 0}}}\n", "r must be a positive integer"),
     ("benchmarks: [test-tiny]\nmethods: {lora: {options: [r, 4]}}\n", "must be a mapping of option"),

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from aurora.registry import METHODS
+from aurora.api import create_method
+from aurora.registry import METHODS, UnknownNameError
 from suites.benchmarks import BENCHMARKS
 from suites.engine.loop import TrainConfig
 from suites.orchestration.trial import TrialSpec
@@ -174,23 +175,19 @@ def _check_train(where: str, train: dict) -> None:
 
 
 def _check_options(where: str, method: str, options) -> None:
-    """The method's config built in the driver, as the trial will build it: unknown options (listing the
-    valid ones), options of the wrong type and values its config rejects fail here."""
+    """The method built in the driver, as the trial will build it (``create_method``): unknown options (listing
+    the valid ones), options of the wrong type and values its config rejects fail here."""
     if not isinstance(options, dict):
         raise SpecError(f"{where} must be a mapping of option: value, got {options!r}")
-    cls = METHODS.get(method).config_cls
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        raise SpecError(f"{where}: unknown option(s) {unknown}; valid options: {sorted(fields)}")
+    fields = {f.name: f for f in dataclasses.fields(METHODS.get(method).config_cls)}
     for key, value in options.items():
-        default = fields[key].default
+        default = fields[key].default if key in fields else None
         if default is not dataclasses.MISSING and default is not None and not _same_kind(value, default):
             raise SpecError(f"{where}.{key} must be {type(default).__name__} like its default {default!r}, "
                             f"got {value!r}")
     try:
-        cls(**options)
-    except (TypeError, ValueError) as err:
+        create_method(method, **options)
+    except (UnknownNameError, TypeError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from None
 
 
