@@ -41,9 +41,11 @@ def check_data(specs: list[TrialSpec]) -> None:
     seen = set()
     for spec in specs:
         key = (spec.benchmark, repr(sorted(spec.benchmark_options.items())))
+        if key in seen:  # the same data for every method and seed
+            continue
+        seen.add(key)
         bench = BENCHMARKS.get(spec.benchmark)(**spec.benchmark_options)
-        if bench.tier == "real" and key not in seen:
-            seen.add(key)
+        if bench.tier == "real":
             bench.load()
 
 
