@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -60,9 +60,12 @@ def file_sha256(path: str | Path) -> str:
 
 def load_trained(model: nn.Module, path: str | Path) -> nn.Module:
     """Load tensors saved by ``save_trained`` into a model the same method was applied to."""
-    state = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        heads = (f.metadata() or {}).get("heads", "true") == "true"
+    try:
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            heads = (f.metadata() or {}).get("heads", "true") == "true"
+    except SafetensorError as err:  # a truncated file whose run logged no checksum to tell
+        raise DamagedCheckpoint(f"{path} is damaged: not a readable safetensors file ({err}); rerun the trial") from None
     expected = set(trainable_state(model, heads))
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:

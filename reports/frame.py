@@ -2,8 +2,9 @@
 from the trials' ``TrialRecord``s (in memory after a suite, or read back from MLflow by ``reports.store``).
 
 One row per trial: benchmark, method (the table row), registry_method, suite, seed, tier, task, modality,
-hardware, primary_metric, rerank_itc_weight, every test metric, ``params_<count>``, the training stats,
-wall_time_s, peak_rss_mb, and ``option.<name>`` per method option.
+backbone, hardware, device, precision, primary_metric, rerank_itc_weight, every test metric, ``params_<count>``,
+the training stats, wall_time_s, peak_rss_mb, ``option.<name>`` per method option and ``task.<name>`` per task
+setting (nested ones dotted, all as text).
 """
 
 from __future__ import annotations
@@ -27,13 +28,20 @@ def modality(record: TrialRecord) -> str | None:
     return "video" if any(k.endswith(MEDIAN_RANK_SUFFIX) for k in record.metrics) else "image"
 
 
+# Task settings that records logged before task settings had their own section keep in ``train_config``.
+MOVED_TASK_SETTINGS = ("k_test", "rerank_itc_weight", "loss")
+
+
+def task_settings(record: TrialRecord) -> dict:
+    """The task settings the metrics depend on (``task_config``; older records: in ``train_config``)."""
+    moved = {k: v for k, v in record.train_config.items() if k in MOVED_TASK_SETTINGS}
+    return {**moved, **record.task_config}
+
+
 def rerank_itc_weight(record: TrialRecord) -> str | float:
-    """The re-ranking score's ITC weight as text ("None": ITC's logit scale; "1.0"), NaN where not recorded.
-    A task setting; records logged before task settings had their own section keep it in ``train_config``."""
-    for config in (record.task_config, record.train_config):
-        if "rerank_itc_weight" in config:
-            return str(config["rerank_itc_weight"])
-    return math.nan
+    """The re-ranking score's ITC weight as text ("None": ITC's logit scale; "1.0"), NaN where not recorded."""
+    settings = task_settings(record)
+    return str(settings["rerank_itc_weight"]) if "rerank_itc_weight" in settings else math.nan
 
 
 def method_options(config: dict, prefix: str = "option") -> dict[str, str]:
@@ -55,9 +63,10 @@ def trial_row(record: TrialRecord) -> dict:
                "wall_time_s": record.wall_time_s, "peak_rss_mb": record.peak_rss_mb}
     return {"benchmark": spec["benchmark"], "method": record.row, "registry_method": spec["method"],
             "suite": spec.get("suite", ""), "seed": int(spec["seed"]), "tier": record.tier, "task": record.task,
-            "modality": modality(record), "hardware": record.hardware, "primary_metric": record.primary_metric,
+            "modality": modality(record), "backbone": record.backbone, "hardware": record.hardware,
+            "device": record.device, "precision": record.precision, "primary_metric": record.primary_metric,
             "rerank_itc_weight": rerank_itc_weight(record), **{k: float(v) for k, v in numbers.items()},
-            **method_options(record.method_config)}
+            **method_options(record.method_config), **method_options(task_settings(record), "task")}
 
 
 def frame(records: list[TrialRecord]) -> pd.DataFrame:

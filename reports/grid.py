@@ -20,6 +20,9 @@ class Column:
     header: str
     higher_is_better: bool = True
     digits: int = 1
+    group: str = ""  # the header spanning it in a one-benchmark table ("Image-to-text"); "" for none
+    tex_header: str = ""  # the header as LaTeX, where plain text would not do ("R$_{mean}$")
+    mean_only: bool = False  # LaTeX prints the mean alone: the std of every recall would not fit one column
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Row:
 
 @dataclass
 class Grid:
+    title: str
     caption: str
     label: str
     stub_headers: list[str]
@@ -50,6 +54,19 @@ class Grid:
     @property
     def columns(self) -> list[Column]:
         return [c for _, cols in self.groups for c in cols]
+
+    def spans(self) -> list[tuple[str, int]]:
+        """The spanning headers over the metric columns, left to right, as (text, columns): the benchmarks,
+        or in a one-benchmark table (its name in the caption) the columns' own groups."""
+        if len(self.groups) > 1:
+            return [(bench, len(cols)) for bench, cols in self.groups]
+        spans: list[tuple[str, int]] = []
+        for col in self.columns:
+            if spans and spans[-1][0] == col.group:
+                spans[-1] = (col.group, spans[-1][1] + 1)
+            else:
+                spans.append((col.group, 1))
+        return spans
 
 
 # A stub function gives one method's leading cells from its trials; an order function its sort key.
@@ -97,11 +114,12 @@ def _distinct(values: np.ndarray, higher_is_better: bool) -> list[float]:
 
 
 def reported_rows(reported: pd.DataFrame, groups: list[tuple[str, list[Column]]],
-                  params: Callable[[pd.DataFrame], str]) -> tuple[list[Row], list[str]]:
+                  params: Callable[[pd.DataFrame], str],
+                  name: Callable[[str], str] = str) -> tuple[list[Row], list[str]]:
     """Rows for the reported numbers that fall in this table's columns -> (rows, their sources).
 
     ``reported``: one number per row (paper, benchmark, method, metric, value, source); ``params`` gives the
-    parameter cell of one (paper, method) from its numbers.
+    parameter cell of one (paper, method) from its numbers; ``name`` the row label of a reported method.
     """
     keys = {(b, c.metric) for b, cols in groups for c in cols}
     hit = reported[pd.Series([(b, m) in keys for b, m in zip(reported["benchmark"], reported["metric"])],
@@ -114,7 +132,8 @@ def reported_rows(reported: pd.DataFrame, groups: list[tuple[str, list[Column]]]
         notes = [_note(sources, s) for s in dict.fromkeys(mine["source"])]
         values = {(b, m): v for b, m, v in zip(part["benchmark"], part["metric"], part["value"])}
         cells = [Cell(values.get((b, c.metric), math.nan)) for b, cols in groups for c in cols]
-        label = method if method.lower() == paper.lower() else f"{method} ({paper})"
+        label = name(method)
+        label = label if label.lower() == paper.lower() else f"{label} ({paper})"
         rows.append(Row([label, params(mine)], cells, notes))
     return rows, sources
 

@@ -1,5 +1,6 @@
 """Efficiency plots (seaborn; each written as PDF and PNG): trainable parameters against mean score per method
-(the paper's bubble chart), and training-step time and peak memory per method from ``suites.perf.step``'s JSON.
+(the paper's bubble chart; bubble area: the method's trainable bytes), and training-step time and peak memory per
+method from ``suites.perf.step``'s JSON.
 
 ``python -m reports.plots outputs/bench.json`` writes ``outputs/bench_efficiency.{pdf,png}`` (``nox -s bench``).
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, no display needed).
@@ -9,79 +10,222 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from reports.labels import display_name
 from reports.tables import rank_table
+
+DPI = 200
 
 
 def _figure(width: float, height: float, panels: int = 1):
     """A figure with ``panels`` axes side by side, seaborn's paper style."""
     import seaborn as sns
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     sns.set_theme(context="paper", style="whitegrid")
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout="constrained", dpi=DPI)
+    FigureCanvasAgg(fig)  # a renderer, to measure labels before they are placed
     return fig, fig.subplots(1, panels)
 
 
 def _save(fig, stem: Path) -> list[Path]:
+    """PDF and PNG; fixed metadata, so that the same runs give the same files."""
     paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
-    for p in paths:
-        fig.savefig(p, dpi=200)
+    fig.savefig(paths[0], metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    fig.savefig(paths[1], dpi=DPI, metadata={"Software": None})
     return paths
+
+
+FP32_BYTES = 4  # bytes per parameter assumed for records that did not log the method's bytes
 
 
 def score_by_method(df: pd.DataFrame) -> pd.DataFrame:
     """Per method: trainable parameters, the mean over benchmarks of the primary metric (each a mean over
-    seeds), and the trials' mean peak memory (MB)."""
+    seeds), and the bytes of its trainable tensors (``bytes_logged``: False where estimated as fp32)."""
     ranks = rank_table(df)
     out = ranks.groupby("method").agg(params=("params_method_trainable", "first"), score=("score", "mean"),
                                       benchmarks=("benchmark", "nunique"))
-    out["memory_mb"] = df.groupby("method")["peak_rss_mb"].mean()
-    return out.reset_index()
+    logged = df.groupby("method")["params_method_bytes"].mean() if "params_method_bytes" in df else None
+    out["bytes_logged"] = logged.reindex(out.index).notna() if logged is not None else False
+    out["bytes"] = logged.reindex(out.index) if logged is not None else float("nan")
+    out["bytes"] = out["bytes"].fillna(out["params"] * FP32_BYTES)
+    return out.reset_index().sort_values(["params", "method"], ascending=[False, True], ignore_index=True)
+
+
+def size_text(n: float) -> str:
+    """A byte count as "18 kB", "6 MB" (decimal units)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+@dataclass(frozen=True)
+class BubbleScale:
+    """Bubble area (pt²) grows linearly with log10(bytes), from ``low`` to ``high`` decades: trainable bytes
+    span several orders of magnitude, and an area proportional to bytes would hide the small methods."""
+
+    low: int
+    high: int
+    smallest: float = 40.0
+    largest: float = 900.0
+
+    @classmethod
+    def spanning(cls, sizes: pd.Series) -> BubbleScale:
+        positive = sizes[sizes > 0]
+        if positive.empty:
+            return cls(0, 1)
+        low, high = math.floor(math.log10(positive.min())), math.ceil(math.log10(positive.max()))
+        return cls(low, max(high, low + 1))
+
+    def area(self, n: float) -> float:
+        """Zero bytes (nothing trains) get the smallest area."""
+        if n <= 0:
+            return self.smallest
+        frac = (math.log10(n) - self.low) / (self.high - self.low)
+        return self.smallest + (self.largest - self.smallest) * min(max(frac, 0.0), 1.0)
+
+    def legend_sizes(self) -> list[float]:
+        """Reference sizes for the legend: every decade of the range, at most four of them."""
+        step = max(1, math.ceil((self.high - self.low) / 3))
+        return [10.0 ** d for d in range(self.low, self.high + 1, step)]
 
 
 def params_vs_score(df: pd.DataFrame, stem: Path, title: str) -> list[Path]:
-    """Bubble chart: trainable parameters (log x) against mean primary score; bubble area: trial peak memory.
-    A method with no trainable parameters sits at x = 1."""
+    """Bubble chart: trainable parameters (log x) against mean primary score; bubble area: the method's
+    trainable bytes (log scale, with a size legend). Each bubble is labelled where the label overlaps no bubble,
+    no other label and stays inside the axes. A method with no trainable parameters sits at x = 1, hollow."""
     import seaborn as sns
 
     data = score_by_method(df)
     data["x"] = data["params"].clip(lower=1)
-    fig, ax = _figure(5.5, 3.8)
-    sns.scatterplot(data=data, x="x", y="score", size="memory_mb", hue="method", sizes=(60, 700), alpha=0.7,
-                    ax=ax, legend=False)
-    for _, r in data.iterrows():
-        ax.annotate(r["method"], (r["x"], r["score"]), xytext=(6, 4), textcoords="offset points", fontsize=7)
+    scale = BubbleScale.spanning(data["bytes"])
+    data["area"] = data["bytes"].map(scale.area)
+    colours = sns.color_palette("deep", len(data))
+    fig, ax = _figure(5.5, 3.6)
+    for (_, r), colour in zip(data.iterrows(), colours):
+        hollow = r["bytes"] <= 0
+        ax.scatter(r["x"], r["score"], s=r["area"], color="none" if hollow else colour, edgecolors=colour,
+                   linewidths=1.2 if hollow else 0.6, alpha=0.75 if not hollow else 1.0, zorder=3)
     ax.set_xscale("log")
+    _pad_limits(ax, data)
     primaries = ", ".join(sorted(df["primary_metric"].unique()))
-    ax.set(xlabel="trainable parameters (log; 0 drawn at 1)", ylabel=f"mean score ({primaries})", title=title)
-    ax.text(0.99, 0.01, "bubble area: trial peak RSS", transform=ax.transAxes, ha="right", va="bottom", fontsize=6)
+    ax.set(xlabel="trainable parameters (log scale; none drawn at 1)",
+           ylabel=f"mean score over benchmarks ({primaries})", title=title)
+    estimated = "" if data["bytes_logged"].all() else "\n(fp32 assumed where\nnot logged)"
+    handles = [ax.scatter([], [], s=scale.area(n), color="0.6", alpha=0.6, label=size_text(n))
+               for n in scale.legend_sizes()]
+    spacing = scale.largest ** 0.5 / 7  # font sizes: the largest reference bubble's diameter, so none overlap
+    ax.legend(handles=handles, title=f"trainable bytes{estimated}", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              frameon=False, labelspacing=spacing, borderpad=1.0, title_fontsize=7, fontsize=7, handletextpad=1.5)
+    fig.canvas.draw()  # fixes the layout, so that display coordinates are final before labels are placed
+    place_labels(ax, data)
     return _save(fig, stem)
 
 
-def bench_frame(bench: dict) -> pd.DataFrame:
-    """One row per timed step (method, backbone, step_time_s, peak_rss_mb) from ``suites.perf.step``'s JSON."""
-    rows = [{"method": r["method"], "backbone": r["backbone"], "step_time_s": t, "peak_rss_mb": r["peak_rss_mb"]}
+def _pad_limits(ax, data: pd.DataFrame) -> None:
+    """Room around the bubbles for their labels: more than a decade in x, a fifth of the range in y."""
+    lo, hi = data["x"].min(), data["x"].max()
+    ax.set_xlim(lo / 10 ** 0.6, hi * 10 ** 1.2)
+    y_lo, y_hi = data["score"].min(), data["score"].max()
+    pad = max(0.2 * (y_hi - y_lo), 2.0)
+    ax.set_ylim(y_lo - pad, y_hi + pad)
+
+
+# Where a label may sit around its bubble, tried in order: right, left, above, below, then the diagonals;
+# each as (direction x, direction y, horizontal alignment, vertical alignment).
+SPOTS = [(1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", "bottom"),
+         (0, -1, "center", "top"), (1, 1, "left", "bottom"), (-1, 1, "right", "bottom"),
+         (1, -1, "left", "top"), (-1, -1, "right", "top")]
+
+
+CLEARANCE_PT = 4.0  # the least gap between a label and any other bubble or label
+
+
+def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> None:
+    """Label every bubble at the first spot (``SPOTS``, then the same further out, with a leader line) whose
+    text overlaps no bubble and no placed label, and stays inside the axes. Deterministic: bubbles are
+    labelled in ``data``'s order; where no spot is free, the last one tried is used."""
+    renderer = ax.figure.canvas.get_renderer()
+    to_pt = 72.0 / ax.figure.dpi
+    centres = ax.transData.transform(data[["x", "score"]].to_numpy())  # (N, 2) display pixels
+    radii = (data["area"].to_numpy() ** 0.5) / 2 / to_pt  # (N,) pixels: a marker's area is its diameter²
+    frame = ax.get_window_extent(renderer)
+    candidates = [(spot, distance) for distance in (1.0, 2.2, 3.6) for spot in SPOTS]
+    taken: list = []
+    for i, label in enumerate(data["method"]):
+        for n, (spot, distance) in enumerate(candidates, 1):
+            text, box = _try(ax, label, centres[i], radii[i], spot, distance, renderer, to_pt, fontsize)
+            near = box.padded(CLEARANCE_PT / to_pt)  # a label touching another bubble would read as its label
+            clear = (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                     and not any(near.overlaps(t) for t in taken)
+                     and not any(_circle_hits(near, c, rad) for j, (c, rad) in enumerate(zip(centres, radii))
+                                 if j != i) and not _circle_hits(box, centres[i], radii[i]))
+            if clear or n == len(candidates):
+                taken.append(box)
+                break
+            text.remove()
+
+
+def _try(ax, label, centre, radius, spot, distance, renderer, to_pt, fontsize):
+    """An annotation of ``label`` at ``spot`` (direction and alignment), ``distance`` bubble radii plus a gap
+    from the centre -> (the annotation, its bounding box in display pixels)."""
+    dx, dy, ha, va = spot
+    norm = (dx * dx + dy * dy) ** 0.5
+    reach = (radius * distance + 3 / to_pt) / norm  # pixels along each axis
+    offset = (dx * reach * to_pt, dy * reach * to_pt)  # points
+    leader = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 0, "shrinkB": radius * to_pt}
+    props = leader if distance > 1.0 else None  # a label away from its bubble points at it
+    text = ax.annotate(label, tuple(ax.transData.inverted().transform(centre)), xytext=offset,
+                       textcoords="offset points", ha=ha, va=va, fontsize=fontsize, zorder=4, arrowprops=props,
+                       annotation_clip=False)
+    text.set_in_layout(False)
+    return text, text.get_window_extent(renderer)
+
+
+def _circle_hits(box, centre, radius) -> bool:
+    """Whether a bounding box overlaps the circle of ``radius`` around ``centre`` (display pixels)."""
+    nearest_x = min(max(centre[0], box.x0), box.x1)
+    nearest_y = min(max(centre[1], box.y0), box.y1)
+    return (nearest_x - centre[0]) ** 2 + (nearest_y - centre[1]) ** 2 < radius ** 2
+
+
+def bench_frame(bench: dict, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per timed step (method, backbone, step_time_s, peak_rss_mb) from ``suites.perf.step``'s JSON;
+    methods by their display names (``reports.labels``)."""
+    rows = [{"method": display_name(r["method"], labels), "backbone": r["backbone"], "step_time_s": t,
+             "peak_rss_mb": r["peak_rss_mb"]}
             for r in bench["rows"] for t in r.get("step_times_s") or [r["step_time_s"]]]
     return pd.DataFrame(rows)
 
 
-def efficiency(bench: dict, stem: Path) -> list[Path]:
+def efficiency(bench: dict, stem: Path, labels: dict[str, str] | None = None) -> list[Path]:
     """Step time (median over the rounds, bars from min to max) and peak memory per method and backbone."""
     import seaborn as sns
 
-    data = bench_frame(bench)
-    fig, (time_ax, mem_ax) = _figure(8, 3.4, panels=2)
+    data = bench_frame(bench, labels)
+    fig, (time_ax, mem_ax) = _figure(8, 3.6, panels=2)
     sns.barplot(data=data, x="method", y="step_time_s", hue="backbone", estimator="median", errorbar=("pi", 100),
-                ax=time_ax)
+                ax=time_ax, legend=False)
     sns.barplot(data=data.drop_duplicates(["method", "backbone"]), x="method", y="peak_rss_mb", hue="backbone",
                 errorbar=None, ax=mem_ax)
+    handles, names = mem_ax.get_legend_handles_labels()
+    mem_ax.get_legend().remove()  # one legend for both panels, outside the bars
+    fig.legend(handles, names, title="backbone", loc="outside right upper", frameon=False)
     batch = sorted({r.get("batch") for r in bench["rows"]} - {None})
     time_ax.set(ylabel="seconds per optimizer step", xlabel="", title="training step time (median; bars: min to max)")
     mem_ax.set(ylabel="peak RSS (MB)", xlabel="", title="peak memory")
+    if data["method"].nunique() > 4:  # long names side by side would run into each other
+        for ax in (time_ax, mem_ax):
+            ax.tick_params(axis="x", labelrotation=30)
+            for tick in ax.get_xticklabels():
+                tick.set_horizontalalignment("right")
     fig.suptitle(f"batch {', '.join(map(str, batch))}; {bench.get('hardware', 'hardware not recorded')}", fontsize=8)
     return _save(fig, stem)
 

@@ -1,4 +1,8 @@
-"""Write a ``Grid`` as a LaTeX booktabs table (needs only ``\\usepackage{booktabs}``) or as Markdown."""
+"""Write a ``Grid`` as a LaTeX booktabs table (needs only ``\\usepackage{booktabs}``) or as Markdown.
+
+The LaTeX is a float's body (caption, label, tabular), not a float: the paper chooses the environment,
+``\\begin{table}[t] \\input{...} \\end{table}`` or ``table*``. It sets no font size, so it is typeset at the
+paper's own."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 
 from reports.grid import Cell, Column, Grid, Row
 
-_TEX_ESCAPES = {"±": r"$\pm$", "τ": r"$\tau$", "·": r"$\cdot$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%",
+_TEX_ESCAPES = {"±": r"$\pm$", "τ": r"$\tau$", "·": r"$\cdot$", "→": r"$\to$", "−": r"$-$", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%",
                 "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                 "^": r"\textasciicircum{}"}
 
@@ -35,18 +39,21 @@ MARKDOWN = Style(spread="{} ± {}", best="**{}**", second="<u>{}</u>", down=" �
 
 
 def cell_text(cell: Cell, col: Column, style: Style) -> str:
-    """``mean ± std`` (the mean alone for one seed; a reported number as published), the mean marked if it is
-    the column's best or second (LaTeX prints the std as a subscript, which keeps wide tables narrower)."""
+    """``mean ± std`` (the mean alone for one seed, or where LaTeX prints ``mean_only`` columns; a reported
+    number as published), the mean marked if it is the column's best or second (LaTeX prints the std as a
+    subscript, which keeps tables narrower)."""
     if math.isnan(cell.mean):
         return "--"
     mean = f"{cell.mean:g}" if cell.seeds == 0 else f"{cell.mean:.{col.digits}f}"
     if cell.mark:
         mean = (style.best if cell.mark == "best" else style.second).format(mean)
-    return style.spread.format(mean, f"{cell.std:.{col.digits}f}") if cell.seeds > 1 else mean
+    spread = cell.seeds > 1 and not (col.mean_only and style is LATEX)
+    return style.spread.format(mean, f"{cell.std:.{col.digits}f}") if spread else mean
 
 
 def header_text(col: Column, style: Style) -> str:
-    return style.escape(col.header) + ("" if col.higher_is_better else style.down)
+    head = col.tex_header if col.tex_header and style is LATEX else style.escape(col.header)
+    return head + ("" if col.higher_is_better else style.down)
 
 
 def row_cells(row: Row, columns: list[Column], style: Style) -> list[str]:
@@ -57,41 +64,47 @@ def row_cells(row: Row, columns: list[Column], style: Style) -> list[str]:
 
 
 def latex(grid: Grid) -> str:
-    """A ``table`` float: caption, a two-level header (benchmark over metrics), the reproduced rows, then a
+    """A float's body: caption, label, a two-level header (groups over metrics), the reproduced rows, then a
     block of reported rows under its own rule and label, and the reported numbers' sources below."""
     stub, columns = len(grid.stub_headers), grid.columns
     width = stub + len(columns)
-    lines = ["\\begin{table}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}", f"\\caption{{{tex(grid.caption)}}}",
-             f"\\label{{{grid.label}}}", f"\\begin{{tabular}}{{{'l' * stub}{'r' * len(columns)}}}", "\\toprule",
+    lines = [f"% {grid.title}: the body of a float, for \\begin{{table}} \\input{{...}} \\end{{table}} (or table*)",
+             f"\\caption{{{tex(grid.caption)}}}", f"\\label{{{grid.label}}}", "\\centering",
+             "\\setlength{\\tabcolsep}{4pt}",  # local to the float; 2pt less a side lets 9 columns fit 5.5in
+             f"\\begin{{tabular}}{{@{{}}l{'r' * (stub - 1 + len(columns))}@{{}}}}", "\\toprule",
              *_latex_head(grid, stub), "\\midrule"]
     if grid.reported:
-        lines.append(f"\\multicolumn{{{width}}}{{l}}{{\\textit{{Reproduced}}}} \\\\")
+        lines.append(f"\\multicolumn{{{width}}}{{@{{}}l}}{{\\textit{{Reproduced}}}} \\\\")
     lines += [" & ".join(row_cells(r, columns, LATEX)) + " \\\\" for r in grid.rows]
     if grid.reported:
-        lines += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\textit{{Reported (published numbers)}}}} \\\\"]
+        lines += ["\\midrule", f"\\multicolumn{{{width}}}{{@{{}}l}}{{\\textit{{Reported (published numbers)}}}} \\\\"]
         lines += [" & ".join(row_cells(r, columns, LATEX)) + " \\\\" for r in grid.reported]
     lines += ["\\bottomrule", "\\end{tabular}"]
     if grid.sources:
         notes = "; ".join(f"$^{{{i}}}${tex(s)}" for i, s in enumerate(grid.sources, 1))
-        lines += ["\\par\\smallskip", f"\\parbox{{\\linewidth}}{{\\scriptsize Reported: {notes}}}"]
-    return "\n".join([*lines, "\\end{table}", ""])
+        lines += ["\\par\\smallskip", f"\\parbox{{\\linewidth}}{{\\footnotesize Reported: {notes}}}"]
+    return "\n".join([*lines, ""])
 
 
 def _latex_head(grid: Grid, stub: int) -> list[str]:
+    """The spanning headers (with a rule under each named one) over the column headers; none if unnamed."""
     spans, rules, start = [], [], stub + 1
-    for bench, cols in grid.groups:
-        spans.append(f"\\multicolumn{{{len(cols)}}}{{c}}{{{tex(bench)}}}")
-        rules.append(f"\\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
-        start += len(cols)
-    top = " & " * stub + " & ".join(spans) + " \\\\"
+    for text, n in grid.spans():
+        spans.append(f"\\multicolumn{{{n}}}{{c}}{{{tex(text)}}}" if text else " & ".join([""] * n))
+        if text:
+            rules.append(f"\\cmidrule(lr){{{start}-{start + n - 1}}}")
+        start += n
     names = [*map(tex, grid.stub_headers), *(header_text(c, LATEX) for c in grid.columns)]
-    return [top, " ".join(rules), " & ".join(names) + " \\\\"]
+    top = [" & " * stub + " & ".join(spans) + " \\\\", " ".join(rules)] if rules else []
+    return [*top, " & ".join(names) + " \\\\"]
 
 
 def markdown(grid: Grid) -> str:
-    """The same table in Markdown: headers "benchmark metric", reported rows after a labelled separator row."""
+    """The same table in Markdown: headers "group metric" (the group: a benchmark, or in a one-benchmark table
+    the column's own), reported rows after a labelled separator row."""
     columns = grid.columns
-    heads = [*grid.stub_headers, *(f"{b} {header_text(c, MARKDOWN)}" for b, cols in grid.groups for c in cols)]
+    groups = [text for text, n in grid.spans() for _ in range(n)]
+    heads = [*grid.stub_headers, *(f"{g} {header_text(c, MARKDOWN)}".strip() for g, c in zip(groups, columns))]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(row_cells(r, columns, MARKDOWN)) + " |" for r in grid.rows]
     if grid.reported:

@@ -10,21 +10,24 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.captions import itc_protocol, itm_protocol, vqa_protocol
 from reports.grid import Column
 
 RECALL_KS = (1, 5, 10)
+DIRECTIONS = (("txt", "Image-to-text"), ("img", "Text-to-image"))  # the logged direction, its header
 
 
 def image_columns(protocol: str) -> list[Column]:
-    """TR@k (image-to-text) and IR@k (text-to-image)."""
-    return ([Column(f"{protocol}_txt_r{k}", f"TR@{k}") for k in RECALL_KS]
-            + [Column(f"{protocol}_img_r{k}", f"IR@{k}") for k in RECALL_KS])
+    """R@1/5/10 per direction (TR: image-to-text, IR: text-to-image), then R_mean: their mean. The recalls
+    print their mean alone in LaTeX, so that one benchmark fits a single-column text width."""
+    return ([Column(f"{protocol}_{d}_r{k}", f"R@{k}", group=g, mean_only=True) for d, g in DIRECTIONS
+             for k in RECALL_KS] + [Column(f"{protocol}_r_mean", "R_mean", tex_header="R$_\\mathrm{mean}$")])
 
 
 def video_columns(protocol: str) -> list[Column]:
     """Text-to-video R@k and median rank, as the video papers report (the logged ``img`` direction)."""
-    return ([Column(f"{protocol}_img_r{k}", f"R@{k}") for k in RECALL_KS]
-            + [Column(f"{protocol}_img_r_mdr", "MdR", higher_is_better=False)])
+    return ([Column(f"{protocol}_img_r{k}", f"R@{k}", group="Text-to-video") for k in RECALL_KS]
+            + [Column(f"{protocol}_img_r_mdr", "MdR", higher_is_better=False, group="Text-to-video")])
 
 
 VQA_COLUMNS = [Column("accuracy", "Acc.")]
@@ -46,12 +49,18 @@ def vqa_trials(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["task"] == "vqa"]
 
 
+def headline_protocol(trials: pd.DataFrame) -> str:
+    """The ablations show ITM re-ranked retrieval, or VQA accuracy."""
+    return vqa_protocol(trials) if not vqa_trials(trials).empty else itm_protocol(trials)
+
+
 def headline_columns(part: pd.DataFrame) -> list[Column]:
     """The few columns an ablation shows for one benchmark's trials."""
     if not video_trials(part).empty:
         return [Column("itm_img_r1", "R@1"), Column("itm_img_r_mdr", "MdR", higher_is_better=False)]
     if not image_trials(part).empty:
-        return [Column("itm_txt_r1", "TR@1"), Column("itm_img_r1", "IR@1"), Column("itm_r_mean", "R_mean")]
+        return [Column("itm_txt_r1", "TR@1"), Column("itm_img_r1", "IR@1"),
+                Column("itm_r_mean", "R_mean", tex_header="R$_\\mathrm{mean}$")]
     return VQA_COLUMNS
 
 
@@ -146,26 +155,28 @@ class TableSpec:
     title: str
     select: Callable[[pd.DataFrame], pd.DataFrame]
     columns: Callable[[pd.DataFrame], list[Column]]  # one benchmark's trials -> its columns
+    protocol: Callable[[pd.DataFrame], str]  # the trials -> how they were scored, for the caption
     stub_headers: tuple[str, ...] = ("Method", "Params")
     stub: Callable[[str, pd.DataFrame], list[str]] = method_stub
     order: Callable[[str, pd.DataFrame], tuple] = by_params
     reported: bool = True  # show published numbers for the same benchmark and metric
-    reranked: bool = False  # shows ITM re-ranked scores: the caption says with which re-ranking score
+    # benchmarks per table: several benchmarks' columns side by side would not fit a single-column text width
+    benchmarks_per_table: int = 1
 
 
-ITM = "ITC top-k re-ranked by ITM (BLIP's protocol)"
-ITC = "ITC similarity only"
+IMAGE = "Image-text retrieval"
+VIDEO = "Text-to-video retrieval (MdR: median rank, lower is better)"
 TABLES = [
-    TableSpec("itm", f"Image-text retrieval, {ITM}", image_trials, lambda _: image_columns("itm"), reranked=True),
-    TableSpec("itc", f"Image-text retrieval, {ITC}", image_trials, lambda _: image_columns("itc")),
-    TableSpec("video_itm", f"Text-to-video retrieval, {ITM}; MdR: median rank, lower is better", video_trials,
-              lambda _: video_columns("itm"), reranked=True),
-    TableSpec("video_itc", f"Text-to-video retrieval, {ITC}; MdR: median rank, lower is better", video_trials,
-              lambda _: video_columns("itc")),
-    TableSpec("vqa", "Visual and video question answering, accuracy (%)", vqa_trials, lambda _: VQA_COLUMNS),
+    TableSpec("itm", f"{IMAGE}, ITM re-ranked", image_trials, lambda _: image_columns("itm"), itm_protocol),
+    TableSpec("itc", f"{IMAGE}, ITC only", image_trials, lambda _: image_columns("itc"), itc_protocol),
+    TableSpec("video_itm", f"{VIDEO}, ITM re-ranked", video_trials, lambda _: video_columns("itm"), itm_protocol),
+    TableSpec("video_itc", f"{VIDEO}, ITC only", video_trials, lambda _: video_columns("itc"), itc_protocol),
+    TableSpec("vqa", "Visual and video question answering", vqa_trials, lambda _: VQA_COLUMNS, vqa_protocol,
+              benchmarks_per_table=4),
     TableSpec("ice_gqt", "Aurora ablation: Informative Context Enhancement (ICE) and Gated Query Transformation "
-              "(GQT)", ice_gqt_trials, headline_columns, ("Method", "ICE", "GQT", "Params"), ice_gqt_stub,
-              by_ice_gqt, reported=False, reranked=True),
-    TableSpec("rank", "Aurora ablation: rank R and core of the mode approximation", rank_trials, headline_columns,
-              ("Method", "Core", "Rank", "Params"), rank_stub, by_core_rank, reported=False, reranked=True),
+              "(GQT), ITM re-ranked", ice_gqt_trials, headline_columns, headline_protocol,
+              ("Method", "ICE", "GQT", "Params"), ice_gqt_stub, by_ice_gqt, reported=False),
+    TableSpec("rank", "Aurora ablation: rank R and core of the mode approximation, ITM re-ranked", rank_trials,
+              headline_columns, headline_protocol, ("Method", "Core", "Rank", "Params"), rank_stub, by_core_rank,
+              reported=False),
 ]

@@ -114,10 +114,12 @@ def _cmd_suite(args) -> int:
     if args.steps is not None:
         exp.train = {**exp.train, "steps": args.steps}
     specs = experiments.revalidate(exp).trials()
-    resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, **exp.resources}
+    resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, "processes_per_trial": 1,
+                 **exp.resources}
     resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
+    experiments.check_resources("command line", resources)
     check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after
-    preflight(specs, resources["gpus_per_trial"], args.address)
+    preflight(specs, resources, args.address, args.output)
     print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
           f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
     result = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
@@ -129,26 +131,86 @@ def _cmd_suite(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    """Re-evaluate a finished trial from its MLflow run: the record gives the spec, the artifact the weights."""
+    """Re-evaluate a finished trial from its MLflow run (the record gives the spec, the artifact the weights), or
+    with ``--benchmark`` evaluate its weights on another benchmark of its task, logged as a transfer run."""
+    import dataclasses
     import tempfile
 
-    from suites.orchestration.tracking import Tracker, tracking_uri
-    from suites.orchestration.trial import TrialSpec, reevaluate
+    from suites.orchestration.tracking import RunUnavailable, Tracker, check_finished_run, tracking_uri
+    from suites.orchestration.trial import evaluate_saved
 
-    tracker = Tracker(tracking_uri(args.output, args.tracking_uri))
+    tracker = Tracker(tracking_uri(args.output, args.tracking_uri), create=False)  # reads an existing store
+    try:
+        check_finished_run(tracker, args.run_id)
+    except RunUnavailable as err:  # unknown, failed, stopped or unfinished: no weights to evaluate
+        return _error(str(err))
     record = tracker.record_of(args.run_id)
-    spec = TrialSpec(**record.spec)
+    trained_run = tracker.source_of(args.run_id) or args.run_id  # a transfer run evaluated its source's weights
+    source = record if trained_run == args.run_id else tracker.record_of(trained_run)
+    transfer = args.benchmark is not None and args.benchmark != record.benchmark
+    try:
+        spec = _eval_spec(args, record, source, transfer)
+    except ValueError as err:  # checked before anything is loaded or evaluated
+        return _error(str(err))
     with tempfile.TemporaryDirectory() as tmp:
-        weights = tracker.download(args.run_id, "trained.safetensors", tmp)
-        metrics = reevaluate(spec, weights, record.weights_sha256)
-    if args.json:
-        print(json.dumps(metrics))
+        weights = tracker.download(trained_run, "trained.safetensors", tmp)
+        evaluated = evaluate_saved(spec, weights, source.weights_sha256, args.vqa_result_file)
+    info = sys.stderr if args.json else sys.stdout  # --json: stdout holds the metrics alone
+    if transfer:
+        evaluated = dataclasses.replace(evaluated, name=f"{spec.name}--from-{source.benchmark}")
+        run_id = tracker.log_transfer(trained_run, evaluated)
+        print(f"{source.name} (run {trained_run}) evaluated on {spec.benchmark} without training (zero-shot "
+              f"transfer), logged as run {run_id}:", file=info)
     else:
-        print(f"{spec.name} (run {args.run_id}), re-evaluated without training:")
-        for k, v in metrics.items():
-            logged = record.metrics.get(k)
+        print(f"{record.name} (run {args.run_id}), re-evaluated without training:", file=info)
+    if args.json:
+        print(json.dumps(evaluated.metrics))
+    else:
+        for k, v in evaluated.metrics.items():
+            logged = None if transfer else record.metrics.get(k)
             print(f"  {k:20s} {v:8.3f}" + (f"   (logged {logged:.3f})" if logged is not None else ""))
+    if args.vqa_result_file:
+        print(f"wrote the evaluation-server result file {args.vqa_result_file}", file=info)
     return 0
+
+
+def _eval_spec(args, record, source, transfer: bool):
+    """The spec ``eval`` evaluates: the run's own, or its source trial's on ``--benchmark``; ValueError (one
+    line) for options or a result file that cannot work."""
+    from pathlib import Path
+
+    from suites.benchmarks import BENCHMARKS
+    from suites.orchestration.trial import TrialSpec, transfer_spec, writes_results
+
+    if args.benchmark_options and not transfer:
+        raise ValueError("--benchmark-options sets the options of a --benchmark other than the run's")
+    spec = (transfer_spec(TrialSpec(**source.spec), args.benchmark, _json_object(args.benchmark_options,
+            "--benchmark-options")) if transfer else TrialSpec(**record.spec))
+    result_file = args.vqa_result_file
+    if result_file and not writes_results(spec.benchmark):
+        valid = [name for name in BENCHMARKS.names() if writes_results(name)]
+        raise ValueError(f"--vqa-result-file needs a benchmark with unanswered test questions ({', '.join(valid)}); "
+                         f"run {args.run_id} evaluates {spec.benchmark!r}")
+    if result_file and not Path(result_file).expanduser().resolve().parent.is_dir():
+        raise ValueError(f"--vqa-result-file {result_file}: its folder {Path(result_file).parent} does not exist")
+    return spec
+
+
+def _json_object(text: str | None, flag: str) -> dict:
+    """A flag's JSON object (``{}`` when not given); ValueError for anything else."""
+    try:
+        options = json.loads(text) if text else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} is not valid JSON ({err.msg}): {text}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{flag} must be a JSON object such as '{{\"data_root\": \"/data\"}}', got {text}")
+    return options
+
+
+def _error(message: str) -> int:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"aurora-bench: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _cmd_report(args) -> int:
@@ -193,16 +255,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus-per-trial", type=float, help="default: the spec's resources, else 1")
     p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU; default: the spec's, else 0")
     p.add_argument("--max-concurrent", type=int, help="0: as many as the resources allow (default: the spec's)")
+    p.add_argument("--processes-per-trial", type=int,
+                   help="data-parallel processes per trial (Ray Train), each with --cpus-per-trial and "
+                        "--gpus-per-trial, ITC features gathered across them; default: the spec's, else 1")
     p.add_argument("--retries", type=int, default=0, help="rerun a trial that raised up to this many times")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest run of this suite: keep its finished trials, run the rest")
     p.set_defaults(func=_cmd_suite)
 
-    p = sub.add_parser("eval", help="re-evaluate a finished trial's saved weights (MLflow run id), no training")
+    p = sub.add_parser("eval", help="re-evaluate a finished trial's saved weights (MLflow run id), no training; "
+                                    "or evaluate them on another benchmark of the same task (zero-shot transfer)")
     p.add_argument("--run-id", required=True)
     p.add_argument("--output", default="outputs", help="output folder whose mlflow.db holds the run")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite in --output)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--benchmark", metavar="NAME",
+                   help="evaluate on this benchmark of the trial's task and tier instead (same method, options, "
+                        "backbone); logged as a transfer run linked to the trial")
+    p.add_argument("--benchmark-options", metavar="JSON",
+                   help="options of the --benchmark, e.g. '{\"data_root\": \"/data\"}', over the trial's task "
+                        "settings and data_root, which carry over")
+    p.add_argument("--vqa-result-file", metavar="PATH",
+                   help="also write the VQAv2 evaluation-server file: [{question_id, answer}] for every test2015 "
+                        "question of vqa_test.json (EvalAI test-dev and test-std)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON line (other lines to stderr)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("params", help="count a method's parameters on a backbone (no download)")

@@ -44,6 +44,7 @@ class TrialRecord:
     hardware: str = ""
     device: str = ""  # what computed: "cpu" or the GPU's name
     precision: str = ""  # the autocast precision of training and evaluation
+    processes: int = 1  # data-parallel processes that trained it (global batch: processes x batch_size)
     run_id: str = ""  # set by the driver once the record is logged
     orchestration_overhead_s: float | None = None  # driver time for the trial minus the trial's own
 

@@ -24,6 +24,9 @@ def write_spec(tmp_path, bench="test-tiny", backbone="test-tiny", train="", opti
 
 @pytest.mark.parametrize("case, flags, needle", [
     ("gpus", ["--gpus-per-trial", "0.5"], "asks for 1 GPU(s) per trial, but this machine has 0"),
+    ("gpus", ["--gpus-per-trial", "1", "--processes-per-trial", "2"], "x 2 processes asks for 2 GPU(s) per trial"),
+    ("cpus", ["--processes-per-trial", "64"], "64 processes x 1 CPUs per trial, plus its driver, need more"),
+    ("flags", ["--processes-per-trial", "0"], "processes_per_trial must be a whole number >= 1"),
     ("device", [], "needs a GPU reserved for the trial"),
     ("data", [], "missing annotation file"),
     ("checkpoint", [], "has no config.json"),
@@ -32,7 +35,7 @@ def test_a_suite_that_cannot_run_stops_before_any_trial(tmp_path, capsys, case, 
     if case == "gpus" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     spec = {
-        "gpus": {},
+        "gpus": {}, "cpus": {}, "flags": {},
         "device": {"train": ", device: cuda"},
         "data": {"bench": "coco", "options": f"{{coco: {{data_root: {tmp_path / 'none'}}}}}"},
         "checkpoint": {"backbone": str(tmp_path / "no-checkpoint")},

@@ -23,7 +23,8 @@ CHECKPOINT_BUILDER = "hf"
 
 
 class BackboneUnavailable(RuntimeError):
-    """A checkpoint that cannot be loaded here (missing path, or a hub id while offline)."""
+    """A checkpoint that cannot be loaded here: a missing path or file (config, weights, processor files), a hub
+    id while offline, or weights for another task than the one asked for."""
 
 
 @dataclass

@@ -7,11 +7,15 @@ makes the text cross-attention honour ``encoder_attention_mask`` where the insta
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import warnings
 import zlib
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -97,6 +101,80 @@ def from_pretrained(source: str | Path, model_cls: type) -> torch.nn.Module:
     """A BLIP model of ``model_cls`` loaded from ``source`` (a hub id or a ``save_pretrained`` folder), in
     eval mode, with its cross-attention mask fixed where transformers needs it."""
     return fix_cross_attention_mask(model_cls.from_pretrained(source).eval())
+
+
+@dataclass
+class LoadReport:
+    """How a checkpoint's weights matched the model class it was loaded as (transformers' loading info)."""
+
+    source: str
+    model_class: str
+    missing: list[str]  # the model's weights the checkpoint lacks: left at random initialisation
+    unexpected: list[str]  # the checkpoint's weights the model has no place for: dropped
+    mismatched: list[str]  # weights of another shape than the model's: left at random initialisation
+
+    @property
+    def random(self) -> list[str]:
+        return sorted(self.missing + self.mismatched)
+
+    def summary(self) -> str:
+        """One line: what was loaded, what starts random, what was dropped."""
+        parts = [f"random init (not in the checkpoint): {_by_module(self.missing)}" if self.missing else "",
+                 f"random init (other shape): {_by_module(self.mismatched)}" if self.mismatched else "",
+                 f"unused checkpoint weights: {_by_module(self.unexpected)}" if self.unexpected else ""]
+        return f"{self.source} as {self.model_class}: " + ("; ".join(p for p in parts if p) or
+                                                           "every weight loaded, none left over")
+
+    def check(self, task: str, allow_missing_weights: bool) -> None:
+        """A model with weights its checkpoint does not have (a retrieval checkpoint loaded for VQA has no
+        answer decoder) fails, one line; ``allow_missing_weights`` turns that into a warning."""
+        if not self.random:
+            return
+        if not allow_missing_weights:
+            other = f" (it holds {_by_module(self.unexpected)} instead)" if self.unexpected else ""
+            raise BackboneUnavailable(
+                f"{self.source} has no weights for {_by_module(self.random)} of the {task} model ({self.model_class})"
+                f"{other}: a checkpoint for another task? Load a {task} checkpoint ({TASK_CHECKPOINTS[task]}, or "
+                f"`aurora-bench convert-blip SRC.pth DIR --task {task}`), or set the backbone option "
+                "allow_missing_weights: true to start them from random weights")
+        warnings.warn(f"allow_missing_weights: {self.summary()}; results measure a model with untrained "
+                      f"{_by_module(self.random)}", RuntimeWarning, stacklevel=3)
+
+
+# The released transformers checkpoint of each task
+TASK_CHECKPOINTS = {"retrieval": "Salesforce/blip-itm-base-coco", "vqa": "Salesforce/blip-vqa-base"}
+
+
+def _by_module(keys: list[str]) -> str:
+    """Weight names counted by top-level module: "text_decoder (63), itm_head (2)"."""
+    counts = Counter(k.split(".", 1)[0] for k in keys)
+    return ", ".join(f"{module} ({n})" for module, n in sorted(counts.items()))
+
+
+@contextlib.contextmanager
+def _quiet_transformers_load_report():
+    """transformers logs a table of every missing or unexpected weight; ``LoadReport`` says it in a line."""
+    def errors_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    # a filter, not a level: transformers runs extra checks (and warns about them) when the level is raised
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(errors_only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(errors_only)
+
+
+def load_pretrained(source: str | Path, model_cls: type) -> tuple[torch.nn.Module, LoadReport]:
+    """``from_pretrained`` with the loading report: weights of another shape are reported (as random)
+    rather than raised after a table of them."""
+    with _quiet_transformers_load_report():
+        model, info = model_cls.from_pretrained(source, output_loading_info=True, ignore_mismatched_sizes=True)
+    mismatched = [m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())]
+    report = LoadReport(str(source), model_cls.__name__, sorted(info.get("missing_keys", ())),
+                        sorted(info.get("unexpected_keys", ())), sorted(mismatched))
+    return fix_cross_attention_mask(model.eval()), report
 
 
 # ---------------------------------------------------------------- the cross-attention mask
@@ -222,29 +300,61 @@ def blip_base(seed: int = 0, task: str = "retrieval") -> Backbone:
                     image_size=model.config.vision_config.image_size, source="blip-base architecture (random init)")
 
 
+# The files of a save_pretrained folder, each group by the names any one of which will do
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_PROCESSOR_FILES = {"image processor": ("preprocessor_config.json", "processor_config.json"),
+                    "tokenizer": ("tokenizer.json", "vocab.txt")}
+
+
+def check_checkpoint_folder(folder: Path, task: str) -> None:
+    """A local checkpoint folder has a config, weights and processor files, or fails naming what is missing."""
+    if not (folder / "config.json").is_file():
+        raise BackboneUnavailable(
+            f"checkpoint path {folder} has no config.json; expected a directory written by save_pretrained "
+            "(config.json, model.safetensors and the processor files)"
+        )
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise BackboneUnavailable(f"checkpoint folder {folder} has a config.json but no weights (model.safetensors); "
+                                  "expected a directory written by save_pretrained")
+    missing = [f"{what} ({' or '.join(names)})" for what, names in _PROCESSOR_FILES.items()
+               if not any((folder / name).is_file() for name in names)]
+    if missing:
+        raise BackboneUnavailable(
+            f"checkpoint folder {folder} has the model but no {' and no '.join(missing)}; add them with "
+            f"`AutoProcessor.from_pretrained(SOURCE).save_pretrained('{folder}')` (SOURCE: the checkpoint the weights "
+            f"came from, e.g. {TASK_CHECKPOINTS[task]}), or convert an original BLIP .pth with `aurora-bench "
+            f"convert-blip SRC.pth {folder} --task {task} --tokenizer BERT_DIR`, which writes them")
+
+
 @BACKBONES.register("hf")
-def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 0, task: str = "retrieval") -> Backbone:
-    """A real BLIP retrieval checkpoint: a local ``save_pretrained`` directory or a hub id already cached."""
+def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 0, task: str = "retrieval",
+               allow_missing_weights: bool = False) -> Backbone:
+    """A real BLIP checkpoint (retrieval or VQA): a local ``save_pretrained`` directory or a hub id already cached.
+
+    Its weights must cover the task's model; ``allow_missing_weights`` starts the ones it lacks from random
+    initialisation instead, with a warning, and the backbone's ``source`` (recorded with every result) says so.
+    ``info["load_report"]``: the one-line ``LoadReport`` summary."""
     from transformers import AutoProcessor
 
     local = Path(name_or_path).expanduser()
     looks_local = name_or_path.startswith((".", "/", "~")) or local.exists()
-    if looks_local and not (local / "config.json").is_file():
-        raise BackboneUnavailable(
-            f"checkpoint path {local} has no config.json; expected a directory written by save_pretrained "
-            "(config.json, model.safetensors and the processor files)"
-        )
+    model_cls = model_class(task)
+    if looks_local:
+        check_checkpoint_folder(local, task)
+    source = str(local) if looks_local else name_or_path
     try:
-        source = str(local) if looks_local else name_or_path
-        model = from_pretrained(source, model_class(task))
+        model, report = load_pretrained(source, model_cls)
         processor = AutoProcessor.from_pretrained(source)
     except OSError as err:
+        if looks_local:  # the files are there (checked above) but do not read
+            raise BackboneUnavailable(f"cannot load checkpoint folder {local}: {str(err).splitlines()[0]}") from None
         raise BackboneUnavailable(
             f"cannot load {name_or_path!r} from the hub (offline or not cached: {type(err).__name__}); "
             "download it on a connected machine (`hf download "
             f"{name_or_path} --local-dir DIR`) and pass the local directory instead, or use a registered "
             f"backbone: {', '.join(n for n in BACKBONES.names() if n != 'hf')}"
         ) from None
+    report.check(task, allow_missing_weights)
     tok = processor.tokenizer
     temp = itc_temperature(local) if looks_local else None  # converted original checkpoints carry theirs
     enc = tok.convert_tokens_to_ids("[ENC]") if "[ENC]" in tok.get_vocab() else tok.cls_token_id
@@ -257,8 +367,10 @@ def pretrained(name_or_path: str = "Salesforce/blip-itm-base-coco", seed: int = 
 
     tokenizer.decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # generated answers -> text
 
+    untrained = f" [random init: {_by_module(report.random)}]" if report.random else ""
     return Backbone(
         mark_backbone(model), tokenizer, enc_token_id=enc, image_size=size,
         image_mean=tuple(image_processor.image_mean), image_std=tuple(image_processor.image_std),
-        source=f"{name_or_path} ({os.path.basename(source)})", **({} if temp is None else {"temp": temp}),
+        source=f"{name_or_path} ({os.path.basename(source)}){untrained}", info={"load_report": report.summary()},
+        **({} if temp is None else {"temp": temp}),
     )

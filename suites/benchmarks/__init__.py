@@ -80,18 +80,24 @@ class RetrievalBenchmark(Benchmark):
     task: ClassVar[str] = "retrieval"
     # The ITC top-k re-ranked by ITM. ``itc_r_mean`` (ITC only) is logged beside it.
     primary_metric: ClassVar[str] = "itm_r_mean"
-    task_settings: ClassVar[tuple[str, ...]] = ("k_test", "rerank_itc_weight", "loss")
+    task_settings: ClassVar[tuple[str, ...]] = ("k_test", "rerank_itc_weight", "past_topk", "loss")
     # ITM re-ranks each query's ITC top-k at evaluation (BLIP's k_test)
     k_test: int = 16
     # Re-ranking score = ITM logit + w * ITC cosine. None: w = 1 / the backbone's ITC temperature, so both terms
     # are logits and re-ranking weighs ITC's evidence with ITM's. BLIP's w = 1 makes ITC a tie-break, which on
     # the proxy tier lets a weakly adapted ITM undo a better ITC order (README, "What the loop does").
     rerank_itc_weight: float | None = None
+    # Candidates past a query's top-k (retrieval.PAST_TOPK): "itc" ranks them in ITC's order below the re-ranked
+    # ones; "tied" is BLIP's protocol, all tied at -100 and ordered by numpy's argsort. They differ in R@K for
+    # K > k_test and in the median rank: with k_test below 10, "tied" is BLIP's R@10.
+    past_topk: str = "itc"
     loss: LossSettings = field(default_factory=LossSettings)  # ITC/ITM training choices
 
     def __post_init__(self):
         if isinstance(self.loss, dict):  # from a YAML spec
             self.loss = LossSettings(**self.loss)
+        if self.past_topk not in retrieval.PAST_TOPK:
+            raise ValueError(f"past_topk must be one of {list(retrieval.PAST_TOPK)}, got {self.past_topk!r}")
 
     @classmethod
     def heads(cls, model) -> tuple[str, ...]:
@@ -109,7 +115,8 @@ class RetrievalBenchmark(Benchmark):
         return {"itc_r_mean": retrieval.evaluate(model, backbone, data, itm=False)["itc_r_mean"]}
 
     def evaluate(self, model, backbone, data: RetrievalData) -> dict:
-        return retrieval.evaluate(model, backbone, data, k_test=self.k_test, itc_weight=self.rerank_itc_weight)
+        return retrieval.evaluate(model, backbone, data, k_test=self.k_test, itc_weight=self.rerank_itc_weight,
+                                  past_topk=self.past_topk)
 
 
 @dataclass

@@ -16,11 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from suites.benchmarks import BENCHMARKS, DataError, RetrievalBenchmark
 from suites.benchmarks.files import data_roots, media_path, read_json
+from suites.benchmarks.resolution import ImageSizeOption
 from suites.tasks.retrieval import RetrievalData
 
 _PUNCT = re.compile(r"[.!\"()*#:;~]")
@@ -33,7 +35,8 @@ def pre_caption(caption: str, max_words: int = 30) -> str:
 
 
 @dataclass
-class KarpathyRetrieval(RetrievalBenchmark):
+class KarpathyRetrieval(ImageSizeOption, RetrievalBenchmark):
+    task_settings: ClassVar[tuple[str, ...]] = (*RetrievalBenchmark.task_settings, "image_size")
     dataset: str = "coco"  # "coco" or "flickr30k"
     data_root: str = ""
     image_root: str = ""  # default <data_root>/<dataset>/images

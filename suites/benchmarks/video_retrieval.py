@@ -12,6 +12,7 @@ Captions of one clip share its video id, so MSR-VTT's 20 captions per training v
 each other. DiDeMo is paragraph-to-video: repeated ``clip_name`` lines are joined into one paragraph (in file
 order, as CLIP4Clip does), with a warning, so that sentence-level files cannot silently change the task.
 ClipBERT's DiDeMo LMDB (``vis_db/didemo/data.mdb``) is not read: extract the videos into the folder layout.
+``image_size`` sets the frame size whatever the checkpoint's (Aurora: 224 px; ``suites.benchmarks.resolution``).
 Without ``val.jsonl`` the test split also serves as the (logged, never selected on) validation split.
 """
 
@@ -21,12 +22,14 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from suites.benchmarks import BENCHMARKS, DataError, RetrievalBenchmark
 from suites.benchmarks.files import data_roots
 from suites.benchmarks.karpathy import pre_caption
+from suites.benchmarks.resolution import ImageSizeOption
 from suites.tasks.retrieval import VideoRetrievalData
 
 # The containers DiDeMo's originals come in (LocalizingMoments lists them); .mp4 is tried first.
@@ -34,7 +37,8 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 @dataclass
-class VideoRetrieval(RetrievalBenchmark):
+class VideoRetrieval(ImageSizeOption, RetrievalBenchmark):
+    task_settings: ClassVar[tuple[str, ...]] = (*RetrievalBenchmark.task_settings, "image_size")
     dataset: str = "msrvtt"  # "msrvtt" or "didemo"
     data_root: str = ""
     video_root: str = ""  # default <data_root>/<dataset>/videos

@@ -1,7 +1,8 @@
 """Where a trial computes and in which precision.
 
 ``device``: "auto" (the GPU Ray assigned to this process, else the CPU), "cpu", "cuda" or "cuda:N". Ray sets
-``CUDA_VISIBLE_DEVICES`` for a trial that reserved GPUs, so its GPU is ``cuda:0`` inside the worker.
+``CUDA_VISIBLE_DEVICES`` for a trial that reserved GPUs, so its GPU is ``cuda:0`` inside the worker; a
+data-parallel process makes its own GPU the current one, which "auto" then takes.
 ``precision``: "fp32", "bf16" or "fp16" autocast around the forward passes; weights, gradients and optimizer
 state stay fp32 (fp16 adds a gradient scaler). "auto": bf16 on a GPU that supports it, else fp32.
 """
@@ -23,7 +24,7 @@ class DeviceError(ValueError):
 
 def resolve_device(setting: str | None = None) -> torch.device:
     if setting in (None, "auto"):
-        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     try:
         device = torch.device(setting)
     except (RuntimeError, TypeError):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from suites.engine import state
+from suites.engine import distributed, state
 from suites.engine.data import load_batches
 from suites.engine.device import PRECISIONS, Precision, resolve_precision
 
@@ -32,7 +32,8 @@ class TrainConfig:
     """
 
     steps: int = 300  # optimizer steps; ``epochs`` replaces it when set
-    batch_size: int = 64  # items per forward pass (per micro-batch with grad_accumulation)
+    # items per forward pass, per process in data-parallel training (per micro-batch with grad_accumulation)
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: int = 30
@@ -75,11 +76,12 @@ class TrainConfig:
     def accumulation(self) -> int:
         return self.grad_accumulation or 1
 
-    def total_steps(self, n_items: int) -> int:
-        """Optimizer steps: ``steps``, or ``epochs`` passes over ``n_items`` training items."""
+    def total_steps(self, n_items: int, processes: int = 1) -> int:
+        """Optimizer steps: ``steps``, or ``epochs`` passes over ``n_items`` training items (``processes``
+        data-parallel processes each take ``batch_size`` items per micro-batch)."""
         if self.epochs is None:
             return self.steps
-        return self.epochs * max(1, n_items // (self.batch_size * self.accumulation))
+        return self.epochs * max(1, n_items // (self.batch_size * self.accumulation * processes))
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -163,8 +165,9 @@ def model_device(model: nn.Module) -> torch.device:
 def train_step(model: nn.Module, objective: Objective, data: Any, batches: list, gen: torch.Generator, optimizer,
                precision: Precision | None = None, hooks: dict[str, Callable] | None = None,
                step: int = 0) -> dict[str, torch.Tensor]:
-    """One optimizer step over ``batches`` (its micro-batches, gradients accumulated); -> the objective's
-    losses, averaged over the micro-batches. Raises on a non-finite loss."""
+    """One optimizer step over ``batches`` (its micro-batches, gradients accumulated, then averaged over
+    data-parallel processes); -> the objective's losses, averaged over the micro-batches and the processes.
+    Raises on a non-finite loss."""
     precision = precision or Precision("fp32", model_device(model))
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
@@ -178,9 +181,10 @@ def train_step(model: nn.Module, objective: Objective, data: Any, batches: list,
         precision.scaler.scale(loss / len(batches) if len(batches) > 1 else loss).backward()
         for k, v in losses.items():
             totals[k] = totals.get(k, 0) + v.detach().float() / len(batches)
+    distributed.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
     precision.scaler.step(optimizer)
     precision.scaler.update()
-    return totals
+    return distributed.mean_across(totals)
 
 
 def fit(
@@ -203,7 +207,11 @@ def fit(
     mean losses of the last ``eval_every`` steps and the time spent per step."""
     device = model_device(model)
     precision = Precision(resolve_precision(cfg.precision, device), device)
-    steps = cfg.total_steps(objective.items(data))
+    rank, processes = distributed.world()
+    if processes > 1 and objective.items(data) < cfg.batch_size * processes:
+        raise ValueError(f"{processes} processes x batch {cfg.batch_size} need at least {cfg.batch_size * processes} "
+                         f"training items, the data has {objective.items(data)}")
+    steps = cfg.total_steps(objective.items(data), processes)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     optimizer, schedule = make_optimizer(trainable_parameters(model, objective), cfg, steps)
@@ -217,7 +225,8 @@ def fit(
         state.restore(resume, tensors, optimizer, schedule, precision.scaler, gen)
         first = resume["step"]
     batches = load_batches(objective, data, cfg.batch_size, steps * cfg.accumulation, rng, seed,
-                           cfg.num_workers or 0, pin_memory=device.type == "cuda", start=first * cfg.accumulation)
+                           cfg.num_workers or 0, pin_memory=device.type == "cuda", start=first * cfg.accumulation,
+                           rank=rank, processes=processes)
     bar = _progress(steps, progress)
     bar.update(first)
     model.train()

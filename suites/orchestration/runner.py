@@ -23,36 +23,77 @@ from suites.record import FailedTrial, StoppedTrial, TrialRecord, validation_sco
 
 
 def _trainable(config: dict) -> None:
+    """A trial in one process: a Ray Tune function trainable."""
     from ray import tune
 
+    _run(TrialSpec(**config["spec"]), tune.report, tune.Checkpoint, _saved_state(tune.get_checkpoint()))
+
+
+def _data_parallel(config: dict, processes: int, cpus: float, gpus: float, retries: int) -> None:
+    """A trial on ``processes`` data-parallel processes (one per GPU with ``gpus``): Ray Train's TorchTrainer
+    inside this Ray Tune trial, which only waits for it. The processes report to Tune through the trainer; a
+    failed process restarts the group from the trial's latest checkpoint up to ``retries`` times."""
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     spec = TrialSpec(**config["spec"])
+    trainer = TorchTrainer(
+        _process, train_loop_config=config,
+        scaling_config=train.ScalingConfig(num_workers=processes, use_gpu=gpus > 0,
+                                           resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})}),
+        run_config=train.RunConfig(name=f"{spec.name}-{tune.get_context().get_trial_id()}",
+                                   storage_path=str(Path(spec.output_dir) / "ray" / "train"),
+                                   callbacks=[TuneReportCallback()],
+                                   failure_config=train.FailureConfig(max_failures=retries)),
+    )
+    trainer.fit()
+
+
+def _process(config: dict) -> None:
+    """One process of a data-parallel trial, in a Ray Train worker (its process group set up by Ray Train)."""
+    import ray.train
+    import torch
+    from ray.train.torch import get_device
+
+    device = get_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # "auto" computes on the current GPU: this process's own
+    main = ray.train.get_context().get_world_rank() == 0
+    _run(TrialSpec(**config["spec"]), ray.train.report, ray.train.Checkpoint,
+         _saved_state(ray.train.get_checkpoint()), main)
+
+
+def _run(spec: TrialSpec, report: Callable, checkpoint_type, resume: dict | None, main: bool = True) -> None:
+    """Run a trial, reporting with ``report`` (Tune's or Train's): every evaluation point, then the record."""
 
     def progress(row: dict, score: float, snapshot: dict | None) -> None:
         # Intermediate results (no "record") for an early-stopping scheduler, with the training state as a
-        # Ray Tune checkpoint where the trial saves one. The last evaluation point travels with the record
-        # instead: a scheduler stops any trial that reports step >= max_t.
+        # checkpoint where the trial saves one. The last evaluation point travels with the record instead: a
+        # scheduler stops any trial that reports step >= max_t.
         result = {"step": row["step"], "val_score": score, "progress": json.dumps(row)}
-        if snapshot is None:
-            tune.report(result)
+        if snapshot is None or not main:
+            report(result)
             return
         with tempfile.TemporaryDirectory() as tmp:
             state.save(snapshot, tmp)
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+            report(result, checkpoint=checkpoint_type.from_directory(tmp))
 
-    record = run_trial(spec, on_validation=progress, resume=_saved_state())
+    record = run_trial(spec, on_validation=progress, resume=resume)
     step = record.history[-1]["step"] if record.history else 0
-    tune.report({"step": step, "val_score": record.val_score, "primary": record.primary, "record": record.to_json()})
+    report({"step": step, "val_score": record.val_score, "primary": record.primary, "record": record.to_json()})
 
 
-def _saved_state() -> dict | None:
-    """The training state a retried trial left in its last Ray Tune checkpoint, if any."""
-    from ray import tune
-
-    checkpoint = tune.get_checkpoint()
+def _saved_state(checkpoint) -> dict | None:
+    """The training state a retried trial left in its last checkpoint (Tune's or Train's), if any."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
         return state.load(folder)
+
+
+# What the Tune trial of a data-parallel trial reserves for itself: it only starts Ray Train and waits.
+DRIVER_CPUS = 0.01
 
 
 class SuiteResult(tuple):
@@ -199,6 +240,7 @@ def run_suite(
     cpus_per_trial: float = 1,
     gpus_per_trial: float = 0,
     max_concurrent: int = 0,
+    processes_per_trial: int = 1,
     retries: int = 0,
     resume: bool = False,
     scheduler=None,
@@ -206,7 +248,9 @@ def run_suite(
 ) -> SuiteResult:
     """Run all trials; returns (records of finished trials, failures), and in ``.stopped`` the trials that
     ``scheduler`` (a ``suites.orchestration.experiments.Scheduler``, e.g. ASHA; default none) stopped early.
-    ``summarize(records)`` -> {file name: text}: files stored on the suite's run at the end (the ranking)."""
+    ``summarize(records)`` -> {file name: text}: files stored on the suite's run at the end (the ranking).
+    ``processes_per_trial`` > 1 trains each trial data-parallel on that many processes (Ray Train), each with
+    ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs."""
     import ray
     from ray import tune
 
@@ -237,7 +281,13 @@ def run_suite(
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      object_store_memory=200 * 1024**2)
-    trainable = tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    if processes_per_trial > 1:  # the Tune trial only waits (a sliver of a CPU); its processes reserve the rest
+        trainable = tune.with_resources(
+            tune.with_parameters(_data_parallel, processes=processes_per_trial, cpus=cpus_per_trial,
+                                 gpus=gpus_per_trial, retries=retries), {"cpu": DRIVER_CPUS})
+        retries = 0  # Ray Train restarts the processes from the trial's checkpoint
+    else:
+        trainable = tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     space = [dataclasses.asdict(dataclasses.replace(s, output_dir=str(output_dir), threads=max(1, int(cpus_per_trial))))
              for s in specs]
     tuner = tune.Tuner(

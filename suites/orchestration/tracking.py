@@ -8,7 +8,9 @@ a later suite in the process (or a subprocess) would log to that store.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -47,8 +49,9 @@ def tracking_uri(output_dir: str | Path, uri: str | None = None) -> str:
     if uri:
         return uri
     db = Path(output_dir).expanduser().resolve() / "mlflow.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{db}"
+    with contextlib.suppress(OSError):  # a folder that cannot be made is reported by whoever writes there
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"  # the file itself is made by ``create_store``, complete or not at all
 
 
 def git_commit() -> str:
@@ -61,7 +64,78 @@ def git_commit() -> str:
 
 
 class TrackingUnavailable(RuntimeError):
-    """The MLflow tracking server does not answer."""
+    """The MLflow tracking store cannot be used: a server that does not answer, a local store that cannot be
+    created (read-only folder, full disk) or is not there to read."""
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for any other store (and for in-memory sqlite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def create_store(uri: str, artifact_dir: str | Path | None = None) -> None:
+    """Create a local sqlite store, fully migrated, before any MLflow client opens it.
+
+    MLflow migrates a new database file in place when a client first opens it: two suites starting together
+    on one new output folder race through the migrations (one fails: ``table alembic_version already
+    exists``), and a migration cut short (a full disk, a kill) leaves a file every later run fails on. Here
+    the store is built in a temporary file beside it, under a lock a second process waits on, and renamed
+    into place once complete: ``mlflow.db`` is either absent or whole. Other stores are left to MLflow."""
+    db = sqlite_file(uri)
+    if db is None or db.exists():
+        return
+    import fcntl
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(f".{db.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            if not db.exists():  # else another process built it while this one waited
+                _build_store(db, artifact_dir)
+    except (OSError, SQLAlchemyError) as err:
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise TrackingUnavailable(f"cannot create the MLflow store {db} ({reason}); make room on that disk or "
+                                  "make the folder writable, or pass another --output or --tracking-uri") from None
+
+
+def _build_store(db: Path, artifact_dir: str | Path | None) -> None:
+    """Migrate a new store in a temporary file and rename it to ``db`` (atomic on one file system); the
+    temporary file is removed whatever happens. The caller holds the lock."""
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for stale in db.parent.glob(f".{db.name}.*.partial*"):  # left by a process killed while building
+        stale.unlink(missing_ok=True)
+    partial = db.with_name(f".{db.name}.{os.getpid()}.partial")
+    uri = f"sqlite:///{partial}"
+    root = Path(artifact_dir).expanduser().resolve().as_uri() if artifact_dir else DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    migrations = logging.getLogger("mlflow.store.db.utils")
+    migrations.addFilter(_warnings_only)  # its "Creating initial MLflow database tables..." is no news here
+    try:
+        SqlAlchemyStore(uri, root)  # creates the tables, runs every migration, adds the Default experiment
+        _close_engine(SqlAlchemyStore, uri)
+        os.replace(partial, db)
+    finally:
+        migrations.removeFilter(_warnings_only)
+        _close_engine(SqlAlchemyStore, uri)
+        for leftover in db.parent.glob(f"{partial.name}*"):  # the file, or its -journal after a failure
+            leftover.unlink(missing_ok=True)
+
+
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
+def _close_engine(store_cls, uri: str) -> None:
+    """Close and forget the engine MLflow caches per database URI: the temporary file is renamed or deleted."""
+    engine = getattr(store_cls, "_engine_map", {}).pop(uri, None)
+    if engine is not None:
+        engine.dispose()
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -130,26 +204,45 @@ def _flatten(prefix: str, value, out: dict) -> dict:
 
 
 class Tracker:
-    def __init__(self, uri: str, experiment: str = EXPERIMENT, artifact_dir: str | Path | None = None):
+    def __init__(self, uri: str, experiment: str = EXPERIMENT, artifact_dir: str | Path | None = None,
+                 create: bool = True):
         """``artifact_dir``: where a new experiment keeps artifacts when the store is a local file (MLflow's
-        default is ./mlruns in the working directory); a tracking server decides for itself."""
+        default is ./mlruns in the working directory); a tracking server decides for itself. ``create=False``:
+        a local store must exist already (a command that only reads runs creates nothing)."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
         check_reachable(uri)
         # MLflow draws a progress bar per artifact download (records on resume, weights for eval): not in a CLI
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if create:
+            create_store(uri, artifact_dir)
+        elif (db := sqlite_file(uri)) is not None and not db.is_file():
+            raise TrackingUnavailable(f"no MLflow store at {db}; pass the --output folder (or --tracking-uri) "
+                                      "of the suite that logged the run")
         self.mlflow = mlflow
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            location = None
-            if artifact_dir is not None and uri.startswith(("sqlite:", "file:")):
-                location = Path(artifact_dir).expanduser().resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
+        self.experiment_id = self._experiment(experiment, artifact_dir)
+
+    def _experiment(self, name: str, artifact_dir: str | Path | None) -> str:
+        """The id of experiment ``name``, created if missing; a process that loses the race to create it
+        (two suites starting together) takes the winner's."""
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if artifact_dir is not None and self.uri.startswith(("sqlite:", "file:")):
+            location = Path(artifact_dir).expanduser().resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
     def start_suite(self, name: str, tags: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
@@ -205,8 +298,6 @@ class Tracker:
 
     def log_trial(self, parent_id: str, record: TrialRecord) -> str:
         """Log a finished trial record as one run nested under the suite run."""
-        from mlflow.entities import Metric, Param
-
         end_ms = int(time.time() * 1000)
         start_ms = end_ms - int(record.wall_time_s * 1000)
         tags = {
@@ -216,7 +307,14 @@ class Tracker:
             "weights_sha256": record.weights_sha256,
             "precision": record.precision, **package_versions(),
         }
-        run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=record.name, tags=tags)
+        return self._log_record(self.experiment_id, tags, record, start_ms, end_ms)
+
+    def _log_record(self, experiment_id: str, tags: dict, record: TrialRecord, start_ms: int, end_ms: int) -> str:
+        """One finished run of ``record``: its settings as params, metrics and curves, ``record.json`` and the
+        weights it saved (if any)."""
+        from mlflow.entities import Metric, Param
+
+        run = self.client.create_run(experiment_id, start_time=start_ms, run_name=record.name, tags=tags)
         rid = run.info.run_id
         params = _flatten("method", record.method_config, {})
         params.update(_flatten("train", record.train_config, {}))
@@ -235,6 +333,31 @@ class Tracker:
             self.client.log_artifact(rid, record.weights)
         self.client.set_terminated(rid, "FINISHED", end_time=end_ms)
         return rid
+
+    def log_transfer(self, source_run_id: str, record: TrialRecord) -> str:
+        """Log ``record``, a finished trial's weights evaluated on another benchmark without training, as a run
+        linked to its source: in the source's experiment, nested under the source's suite run (if any), tagged
+        ``kind: transfer`` with ``source_run_id`` and ``source_benchmark`` (the benchmark the weights were tuned
+        on), so neither a suite's resume nor the trial tables take it for a trial."""
+        source = self.client.get_run(source_run_id)
+        end_ms = int(time.time() * 1000)
+        spec = record.spec
+        parent = source.data.tags.get("mlflow.parentRunId")
+        tags = {
+            "kind": "transfer", "status": "FINISHED", "source_run_id": source_run_id,
+            "source_benchmark": source.data.tags.get("benchmark", ""), "method": record.row,
+            "registry_method": spec["method"], "suite": spec.get("suite", ""), "benchmark": spec["benchmark"],
+            "seed": str(spec["seed"]), "tier": record.tier, "task": record.task,
+            "primary_metric": record.primary_metric, "backbone": record.backbone, "hardware": record.hardware,
+            "device": record.device, "precision": record.precision, "weights_sha256": record.weights_sha256,
+            "git_commit": git_commit(), **package_versions(), **({"mlflow.parentRunId": parent} if parent else {}),
+        }
+        return self._log_record(source.info.experiment_id, tags, record,
+                                end_ms - int(record.wall_time_s * 1000), end_ms)
+
+    def source_of(self, run_id: str) -> str | None:
+        """The run whose trained weights a transfer run evaluated; None for any other run."""
+        return self.client.get_run(run_id).data.tags.get("source_run_id")
 
     def log_failure(self, parent_id: str, failure: FailedTrial) -> str:
         """Log a failed trial as a FAILED run with its error."""
@@ -260,3 +383,45 @@ class Tracker:
                               + _curves(stopped.history, end_ms))
         self.client.set_terminated(rid, "KILLED", end_time=end_ms)
         return rid
+
+
+class RunUnavailable(LookupError):
+    """A run id that names no finished run with saved results in the store; the message says what it is."""
+
+
+def check_finished_run(tracker: Tracker, run_id: str) -> None:
+    """``run_id`` is a finished trial (or transfer) run of the store, else ``RunUnavailable`` saying what it
+    is instead: unknown (listing the newest finished trial runs), a suite run, or a run that failed, was
+    stopped early or never finished, none of which saved weights to evaluate."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = tracker.client.get_run(run_id)
+    except MlflowException:
+        raise RunUnavailable(f"no run {run_id!r} in {tracker.uri}; {_newest_trial_runs(tracker)}") from None
+    name, status, tags = run.info.run_name, run.info.status, run.data.tags
+    what = f"run {run_id} ({name})"
+    if run.info.lifecycle_stage == "deleted":
+        raise RunUnavailable(f"{what} was deleted (a resumed suite reran it); {_newest_trial_runs(tracker)}")
+    if tags.get("kind") == "suite":
+        raise RunUnavailable(f"{what} is a suite run, not a trial; {_newest_trial_runs(tracker)}")
+    if status == "FAILED":
+        error = (tags.get("error", "").strip().splitlines() or ["no error logged"])[-1]
+        raise RunUnavailable(f"{what} FAILED ({error}) and saved no weights to evaluate; rerun the trial "
+                             "(the suite's command with --resume reruns failed trials)")
+    if status == "KILLED" and tags.get("stopped_early"):
+        raise RunUnavailable(f"{what} was stopped early by {tags['stopped_early']} at step "
+                             f"{tags.get('stopped_at_step', '?')} and saved no weights to evaluate")
+    if status != "FINISHED":
+        raise RunUnavailable(f"{what} is {status}, not finished (still running, or its suite was killed): "
+                             "nothing to evaluate until it finishes; --resume reruns it")
+
+
+def _newest_trial_runs(tracker: Tracker, n: int = 5) -> str:
+    """The newest finished trial runs of the tracker's experiment, for an error message."""
+    runs = tracker.client.search_runs([tracker.experiment_id], "tags.kind = 'trial' and attributes.status = 'FINISHED'",
+                                      order_by=["attributes.start_time DESC"], max_results=n)
+    if not runs:
+        return f"the store holds no finished trial run of experiment {EXPERIMENT!r}"
+    listed = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in runs)
+    return f"newest finished trial runs: {listed}"

@@ -18,7 +18,8 @@ import torch
 from aurora.api import TargetingError, create_method, merged, param_report, train_heads
 from aurora.checkpoint import check_sha256, file_sha256, load_trained, save_trained
 from suites.backbones import build_backbone
-from suites.benchmarks import BENCHMARKS
+from suites.benchmarks import BENCHMARKS, Benchmark
+from suites.engine import distributed
 from suites.engine.device import Precision, device_name, resolve_device, resolve_precision
 from suites.engine.loop import TrainConfig, fit
 from suites.record import TrialRecord, validation_score
@@ -116,10 +117,11 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
             on_validation(history[-1], validation_score(history), snapshot)
 
         objective = bench.objective(backbone)
-        last_step = cfg.total_steps(objective.items(train_data))
+        last_step = cfg.total_steps(objective.items(train_data), distributed.world()[1])
         stats = fit(model, objective, train_data, cfg, seed=spec.seed, method=method, on_epoch=on_epoch,
                     resume=resume)
-        weights = str(save_trained(model, trial_folder(spec) / "trained.safetensors", method))
+        if distributed.is_main():  # data-parallel processes hold the same weights: one file
+            weights = str(save_trained(model, trial_folder(spec) / "trained.safetensors", method))
     with evaluating(method, model, cfg), precision.autocast():
         metrics = bench.evaluate(model, backbone, test_data)
     return TrialRecord(
@@ -130,7 +132,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
         weights_sha256=file_sha256(weights) if weights else "",
         wall_time_s=time.perf_counter() - start,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(device),
-        device=device_name(device), precision=precision.name,
+        device=device_name(device), precision=precision.name, processes=distributed.world()[1],
     )
 
 
@@ -143,6 +145,16 @@ def trial_folder(spec: TrialSpec) -> Path:
 def reevaluate(spec: TrialSpec, weights: str | Path | None, weights_sha256: str = "") -> dict:
     """Evaluate a finished trial's saved weights on its test split, without training; the file must match the
     content hash its run logged, where it logged one."""
+    return evaluate_saved(spec, weights, weights_sha256).metrics
+
+
+def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: str = "",
+                   result_file: str | Path | None = None) -> TrialRecord:
+    """Build ``spec``'s trial, load its saved trained tensors (checked against ``weights_sha256`` where given)
+    and evaluate on the test split, without training -> a record of that evaluation (no history, no new
+    weights file; ``weights_sha256`` names the file it read). ``result_file``: also write the benchmark's
+    evaluation-server file for its unanswered test questions (``write_results``: VQAv2's test2015)."""
+    start = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
     precision = compute_on(cfg)
@@ -155,7 +167,61 @@ def reevaluate(spec: TrialSpec, weights: str | Path | None, weights_sha256: str 
         load_trained(backbone.model, weights)
     model = backbone.model.to(precision.device).eval()
     with evaluating(method, model, cfg), precision.autocast():
-        return bench.evaluate(model, backbone, test_data)
+        metrics = bench.evaluate(model, backbone, test_data)
+        if result_file is not None:
+            bench.write_results(model, backbone, result_file, k_test=bench.k_test)
+    return TrialRecord(
+        name=spec.name, row=spec.row, spec=dataclasses.asdict(spec), method_config=method.config.to_dict(),
+        train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
+        primary_metric=bench.primary_metric, backbone=backbone.source, params=param_report(model).to_dict(),
+        metrics=metrics, weights_sha256=weights_sha256 if method.trains else "",
+        wall_time_s=time.perf_counter() - start,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(precision.device),
+        device=device_name(precision.device), precision=precision.name,
+    )
+
+
+class TransferError(ValueError):
+    """A transfer target that is not a benchmark of the source's task and tier."""
+
+
+def writes_results(benchmark: str) -> bool:
+    """Whether ``benchmark`` writes an evaluation-server file for test questions without answers."""
+    return callable(getattr(BENCHMARKS.get(benchmark)(), "write_results", None))
+
+
+def transfer_spec(source: TrialSpec, benchmark: str, benchmark_options: dict | None = None) -> TrialSpec:
+    """The source trial's spec on another benchmark (zero-shot transfer of its tuned weights): the same method,
+    options, seed, training settings and backbone (the source benchmark's default where the spec named none).
+    The source benchmark's task settings (re-ranking depth and score, ...) and ``data_root`` carry over, so the
+    target is scored with the source's protocol; ``benchmark_options`` add to or override them.
+
+    Raises ``TransferError`` for a benchmark of another task or tier (proxy weights never score a real
+    benchmark), naming the valid ones; an unknown name lists every benchmark.
+    """
+    src = BENCHMARKS.get(source.benchmark)(**source.benchmark_options)
+    target = BENCHMARKS.get(benchmark)()
+    if benchmark == source.benchmark:
+        raise TransferError(f"weights tuned on {benchmark!r} are evaluated there by their own run: re-evaluate "
+                            "that run without --benchmark")
+    if (target.task, target.tier) != (src.task, src.tier):
+        valid = [n for n, factory in BENCHMARKS.items()
+                 if n != source.benchmark and (factory().task, factory().tier) == (src.task, src.tier)]
+        raise TransferError(f"benchmark {benchmark!r} is {target.tier}-tier {target.task}; weights tuned on "
+                            f"{source.benchmark!r} ({src.tier}-tier {src.task}) transfer to: "
+                            f"{', '.join(valid) or 'none'}")
+    fields = {f.name for f in dataclasses.fields(target)}
+    carried = {k: v for k, v in src.task_config().items() if k in target.task_settings}
+    if "data_root" in source.benchmark_options and "data_root" in fields:
+        carried["data_root"] = source.benchmark_options["data_root"]
+    options = {**carried, **(benchmark_options or {})}
+    try:
+        BENCHMARKS.get(benchmark)(**options)
+    except (TypeError, ValueError) as err:  # an option the benchmark does not have, or a bad value
+        own = fields - {f.name for f in dataclasses.fields(Benchmark)}
+        raise TransferError(f"benchmark {benchmark!r}: {err}; its options: {', '.join(sorted(own))}") from None
+    return dataclasses.replace(source, benchmark=benchmark, backbone=source.backbone or src.default_backbone,
+                               benchmark_options=options)
 
 
 def compute_on(cfg: TrainConfig) -> Precision:

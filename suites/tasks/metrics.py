@@ -20,8 +20,32 @@ def _ranks_of_truth(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return beaten.sum(axis=1)
 
 
+def _ranks_by_argsort(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Best (0-based) position of a true candidate in ``np.argsort(row)[::-1]``, per query row: BLIP's
+    ``itm_eval``. numpy's default sort is not stable, so how tied candidates are ordered is numpy's (its build
+    and the CPU's SIMD sort), exactly as in BLIP; rows are sorted in the dtype given (BLIP's: float32).
+
+    scores: (Q, C) higher is better; truth: (Q, C) bool. Rows go in blocks: COCO's 5k x 25k would otherwise
+    hold gigabytes of int64 positions at once.
+    """
+    n_queries, n_candidates = scores.shape
+    ranks = np.empty(n_queries, dtype=np.int64)
+    for start in range(0, n_queries, 1024):
+        rows = slice(start, start + 1024)
+        order = np.argsort(scores[rows], axis=1)[:, ::-1]  # (q, C) candidates, best first (each row on its own)
+        position = np.empty_like(order)
+        np.put_along_axis(position, order, np.broadcast_to(np.arange(n_candidates), order.shape), axis=1)
+        ranks[rows] = np.where(truth[rows], position, n_candidates).min(axis=1)
+    return ranks
+
+
+# How ``retrieval_recall`` ranks candidates that score the same as the truth.
+TIES = {"pessimistic": _ranks_of_truth, "argsort": _ranks_by_argsort}
+
+
 def retrieval_recall(
-    sims: np.ndarray, txt2img: np.ndarray, sims_t2i: np.ndarray | None = None, median_rank: bool = False
+    sims: np.ndarray, txt2img: np.ndarray, sims_t2i: np.ndarray | None = None, median_rank: bool = False,
+    ties: str = "pessimistic",
 ) -> dict:
     """Image-text retrieval recall as BLIP reports it, in percent.
 
@@ -31,16 +55,22 @@ def retrieval_recall(
     top-k separately); by default ``sims`` serves both.
     ``median_rank`` adds ``txt_r_mdr`` and ``img_r_mdr``: the median 1-based rank of the truth (lower is
     better), which video retrieval reports beside recall.
+    ``ties``: "pessimistic" counts candidates tied with the truth as ranked above it; "argsort" takes the order
+    BLIP's ``itm_eval`` reads off ``np.argsort(row)[::-1]`` (the scores keep their dtype: numpy's tie order
+    may depend on it).
     """
-    sims = np.asarray(sims, dtype=np.float64)
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {list(TIES)}, got {ties!r}")
+    sims = np.asarray(sims)
     txt2img = np.asarray(txt2img)
     n_images, n_texts = sims.shape
     if txt2img.shape != (n_texts,):
         raise ValueError(f"txt2img has shape {txt2img.shape}; expected ({n_texts},) for sims {sims.shape}")
-    t2i = sims if sims_t2i is None else np.asarray(sims_t2i, dtype=np.float64)
+    t2i = sims if sims_t2i is None else np.asarray(sims_t2i)
     truth = txt2img[None, :] == np.arange(n_images)[:, None]  # (n_images, n_texts)
-    txt_ranks = _ranks_of_truth(sims, truth)  # per image
-    img_ranks = _ranks_of_truth(t2i.T, truth.T)  # per text
+    rank_of_truth = TIES[ties]
+    txt_ranks = rank_of_truth(sims, truth)  # per image
+    img_ranks = rank_of_truth(t2i.T, truth.T)  # per text
     out = {}
     for k in RECALL_KS:
         out[f"txt_r{k}"] = 100.0 * float(np.mean(txt_ranks < k))

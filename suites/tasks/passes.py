@@ -13,9 +13,21 @@ from aurora import arch
 
 def frame_tokens(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """Images (B, 3, S, S) -> (B, N, d); clips (B, T, 3, S, S) -> (B*T, N, d): every frame through the ViT
-    on its own."""
+    on its own. Frames of another size than the ViT's position embeddings were made for (video at 224 px on a
+    384 px checkpoint) get those embeddings interpolated to their grid."""
     frames = pixels.flatten(0, 1) if pixels.ndim == 5 else pixels
-    return arch.vision_tower(model)(pixel_values=frames).last_hidden_state
+    tower = arch.vision_tower(model)
+    return tower(pixel_values=frames, **_position_options(tower, frames)).last_hidden_state
+
+
+def _position_options(tower: nn.Module, frames: torch.Tensor) -> dict:
+    """``interpolate_pos_encoding`` where the frames are not the tower's configured size: transformers' BLIP
+    then resizes the patch position embeddings to the frames' grid for this pass (bicubic, as BLIP's loader
+    resizes them once at load time). Nothing where the sizes agree, so same-size passes are untouched."""
+    size = getattr(getattr(tower, "config", None), "image_size", None)
+    if size is None or tuple(frames.shape[-2:]) == (size, size):
+        return {}
+    return {"interpolate_pos_encoding": True}
 
 
 def side_by_side(tokens: torch.Tensor, n_items: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora import arch
+from suites.engine import distributed
 from suites.engine.loop import Objective, index_batches
 from suites.tasks.metrics import retrieval_recall
 from suites.tasks.passes import frame_tokens, image_grounded, side_by_side
@@ -30,6 +31,23 @@ from suites.tasks.video import frame_indices, sample_frames
 #   "itm_features"(fused_cls (P, d), text_cls (B, d), n_pos) -> (P, d): the training ITM [CLS] states before the
 #   ITM head; the first n_pos rows are positive pairs, text_cls the batch's unimodal caption [CLS] states.
 ITM_FEATURES = "itm_features"
+
+
+class ImageError(ValueError):
+    """An image file that is missing or cannot be decoded; the message names the file."""
+
+
+def read_image(path: str):
+    """The PIL image of ``path``, decoded now: a truncated or damaged file fails here, naming the file (also from
+    a ``DataLoader`` worker, whose error keeps this message), not later inside a transform with no path."""
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+        image.load()  # PIL opens lazily: decode the whole file (and close it) while its path is known
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"cannot read image {path} ({err}); replace the file (truncated or damaged?)") from None
+    return image
 
 
 @dataclass
@@ -61,9 +79,7 @@ class RetrievalData:
         """The images of ``idx``: a uint8 array, or PIL images read from their files."""
         if isinstance(self.images, np.ndarray):
             return self.images[idx]
-        from PIL import Image
-
-        return [Image.open(self.images[i]) for i in idx]
+        return [read_image(self.images[i]) for i in idx]
 
     def truth(self, img_idx: np.ndarray, txt_idx: np.ndarray) -> np.ndarray:
         """(len(img_idx), len(txt_idx)) bool: caption is true of image (its own image at least)."""
@@ -140,12 +156,24 @@ class RetrievalObjective(Objective):
             images = augmented(images, self.backbone.image_size, rng)
         return {"pixels": self.backbone.pixels(images),  # (B, 3, S, S) or (B, T, 3, S, S)
                 "input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"],
-                "truth": torch.from_numpy(data.truth(img_idx, txt_idx))}  # (B, B)
+                "txt_idx": torch.from_numpy(np.asarray(txt_idx, dtype=np.int64))}  # (B,)
 
     def losses(self, model, data: RetrievalData, batch: dict, gen, hooks=None) -> dict:
         x = {k: v.to(gen.device, non_blocking=True) for k, v in batch.items()}
-        return retrieval_losses(model, x["pixels"], x["input_ids"], x["attention_mask"], x["truth"],
-                                self.temp.to(gen.device), self.backbone.enc_token_id, self.settings, gen, hooks)
+        return retrieval_losses(model, x["pixels"], x["input_ids"], x["attention_mask"],
+                                batch_truth(data, x["txt_idx"]), self.temp.to(gen.device),
+                                self.backbone.enc_token_id, self.settings, gen, hooks)
+
+
+def batch_truth(data: RetrievalData, txt_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which pairs of this process's batch and the global batch (all data-parallel processes' batches, in rank
+    order) are true: -> (B, G) bool "caption j of the global batch is true of image i", and (B, G) bool "caption
+    i is true of image j of the global batch". One process: G = B, the second the first's transpose."""
+    local = txt_idx.cpu().numpy()
+    world = distributed.gather(txt_idx, grad=False).cpu().numpy()  # (G,)
+    i2t = data.truth(data.txt2img[local], world)
+    t2i = data.truth(data.txt2img[world], local).T
+    return torch.from_numpy(i2t).to(txt_idx.device), torch.from_numpy(t2i).to(txt_idx.device)
 
 
 def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,48 +233,61 @@ def retrieval_losses(
     pixels: torch.Tensor,
     ids: torch.Tensor,
     mask: torch.Tensor,
-    truth: torch.Tensor,
+    truth: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     temp: torch.Tensor,
     enc_token_id: int,
     settings: LossSettings,
     gen: torch.Generator,
     hooks: dict[str, Callable] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """BLIP's ITC + ITM for a batch of B (image, caption) pairs.
+    """BLIP's ITC + ITM for this process's B (image, caption) pairs against the global batch of G pairs (all
+    data-parallel processes' batches; G = B in one process).
 
-    truth: (B, B) bool, caption j is true of image i (its diagonal is all true). True pairs are soft ITC
-    positives and are never drawn as ITM negatives. ``hooks``: a method's task hooks (``ITM_FEATURES``).
+    truth: (B, G) bool "caption j is true of image i" and (B, G) bool "caption i is true of image j" (see
+    ``batch_truth``); one (B, B) matrix in one process. True pairs are soft ITC positives and are never drawn as
+    ITM negatives. ``hooks``: a method's task hooks (``ITM_FEATURES``).
     """
+    truth_i2t, truth_t2i = (truth, truth.T) if isinstance(truth, torch.Tensor) else truth
     image_embeds, image_feat = encode_images(model, pixels)  # (B, N, d), (B, e)
     text_cls, text_feat = encode_texts(model, ids, mask)  # (B, d), (B, e)
     temp = temp.clamp(min=settings.temp_min, max=0.5)
 
-    sim_i2t = image_feat @ text_feat.T / temp  # (B, B)
-    targets = truth.float() / truth.float().sum(1, keepdim=True)
-    targets_t = truth.T.float() / truth.T.float().sum(1, keepdim=True)
-    itc = 0.5 * (
-        -(F.log_softmax(sim_i2t, dim=1) * targets).sum(1).mean()
-        - (F.log_softmax(sim_i2t.T, dim=1) * targets_t).sum(1).mean()
-    )
+    # every process's features, with gradient: each local row is contrasted with the global batch, as BLIP does
+    image_feat_all, text_feat_all = distributed.gather(image_feat), distributed.gather(text_feat)  # (G, e)
+    sim_i2t = image_feat @ text_feat_all.T / temp  # (B, G)
+    # (B, G); in one process the same products as sim_i2t, so they are not computed twice
+    sim_t2i = sim_i2t.T if image_feat_all is image_feat else (image_feat_all @ text_feat.T).T / temp
+    itc = 0.5 * (_soft_cross_entropy(sim_i2t, truth_i2t) + _soft_cross_entropy(sim_t2i, truth_t2i))
 
+    # ITM negatives come from the global batch too (their tokens and captions gathered, as BLIP does)
+    image_embeds_all = distributed.gather(image_embeds)  # (G, N, d)
+    ids_all, mask_all = distributed.gather_padded(ids), distributed.gather_padded(mask)  # (G, L_max)
     with torch.no_grad():
-        neg_img = _sample_negatives(sim_i2t.T, ~truth.T, settings.itm_negatives, gen)  # per caption
-        neg_txt = _sample_negatives(sim_i2t, ~truth, settings.itm_negatives, gen)  # per image
+        neg_img = _sample_negatives(sim_t2i, ~truth_t2i, settings.itm_negatives, gen)  # per caption, in [0, G)
+        neg_txt = _sample_negatives(sim_i2t, ~truth_i2t, settings.itm_negatives, gen)  # per image, in [0, G)
     n_anchor = settings.itm_anchors or len(ids)
     arange = torch.arange(min(n_anchor, len(ids)), device=ids.device)
     neg_img, neg_txt = neg_img[arange], neg_txt[arange]
     keep_i, keep_t = neg_img >= 0, neg_txt >= 0
-    # pairs: B positives, then (negative image, caption), then (image, negative caption)
-    img_rows = torch.cat([arange, neg_img[keep_i], arange[keep_t]])
-    txt_rows = torch.cat([arange, arange[keep_i], neg_txt[keep_t]])
-    fused = fused_cls(model, image_embeds[img_rows], ids[txt_rows], mask[txt_rows], enc_token_id)
+    own = arange + distributed.world()[0] * len(ids)  # the anchors' rows in the global batch
+    # pairs: the anchors' positives, then (negative image, caption), then (image, negative caption)
+    img_rows = torch.cat([own, neg_img[keep_i], own[keep_t]])
+    txt_rows = torch.cat([own, own[keep_i], neg_txt[keep_t]])
+    visual, txt_ids, txt_mask = image_embeds_all[img_rows], ids_all[txt_rows], mask_all[txt_rows]
+    fused = fused_cls(model, visual, txt_ids, txt_mask, enc_token_id)
     if ITM_FEATURES in (hooks or {}):
         fused = hooks[ITM_FEATURES](fused, text_cls, len(arange))
     logits = itm_logits(model, fused)  # (P, 2)
-    labels = torch.zeros(len(img_rows), dtype=torch.long, device=logits.device)
+    labels = torch.zeros(len(visual), dtype=torch.long, device=logits.device)
     labels[: len(arange)] = 1
     itm = F.cross_entropy(logits, labels)
     return {"loss": itc + settings.itm_weight * itm, "itc_loss": itc.detach(), "itm_loss": itm.detach()}
+
+
+def _soft_cross_entropy(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the cross-entropy against the uniform distribution over each row's true columns."""
+    targets = truth.float() / truth.float().sum(1, keepdim=True)
+    return -(F.log_softmax(logits, dim=1) * targets).sum(1).mean()
 
 
 # Image tokens per ITM forward pass: the re-ranking chunk holds this many (pairs x frames x tokens per frame),
@@ -297,20 +338,27 @@ def _itm_scores(model, image_embeds, ids, mask, img_idx, txt_idx, enc_token_id) 
     return torch.cat(scores)
 
 
+# How a query's candidates past its ITC top-k are ordered after ITM re-ranking (``evaluate``).
+PAST_TOPK = ("itc", "tied")
+BLIP_UNSCORED = -100.0  # BLIP's fill of its score matrices: every candidate ITM did not score
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, backbone, data: RetrievalData, k_test: int = 16, itm: bool = True,
-    itc_weight: float | None = None,
+    itc_weight: float | None = None, past_topk: str = "itc",
 ) -> dict:
     """ITC-only recall, and BLIP's protocol: the ITC top-k of each query re-ranked by
     ITM logit + ``itc_weight`` * ITC cosine. BLIP: 1 (Aurora: 1 for video, 0 for images); None: 1 /
     ``backbone.temp``, the ITC logit at the backbone's temperature.
 
     Returns ``itc_<metric>`` and (with ``itm``) ``itm_<metric>`` for every key of ``retrieval_recall``; video
-    data adds the median ranks (``*_r_mdr``). Beyond a query's top-k the ITC order continues below the
-    re-ranked candidates (BLIP leaves them tied at -100), so recall at ranks past k and the median rank stay
-    defined.
+    data adds the median ranks (``*_r_mdr``). Candidates past a query's top-k rank below the re-ranked ones,
+    ordered by ``past_topk`` (see ``past_top_k_scores``): "itc" continues ITC's order, "tied" is BLIP's (tied
+    at -100, in numpy's argsort order). Recall at K <= k_test is the same either way.
     """
+    if past_topk not in PAST_TOPK:
+        raise ValueError(f"past_topk must be one of {list(PAST_TOPK)}, got {past_topk!r}")
     was_training = model.training
     model.eval()
     embeds, img_feat, ids, mask, txt_feat = embed_split(model, backbone, data)
@@ -332,11 +380,27 @@ def evaluate(
         itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx.to(ids.device), backbone.enc_token_id).cpu()
         itc_weight = 1.0 / backbone.temp if itc_weight is None else itc_weight
         rerank[img_idx, txt_idx] = (itm_logit + itc_weight * sims_t[img_idx, txt_idx]).double()
-        # (n_img, n_txt) the ITC order, shifted under every re-ranked score whatever the weights' scale
-        below = sims_t.double() - sims_t.max() + rerank[img_idx, txt_idx].min() - 1
-        i2t = torch.where(need_i2t, rerank, below)
-        t2i = torch.where(need_t2i, rerank, below)
-        itm_metrics = retrieval_recall(i2t.numpy(), data.txt2img, sims_t2i=t2i.numpy(), median_rank=video)
+        i2t, t2i = (past_top_k_scores(rerank, need, sims_t, past_topk) for need in (need_i2t, need_t2i))
+        itm_metrics = retrieval_recall(i2t, data.txt2img, sims_t2i=t2i, median_rank=video,
+                                       ties="argsort" if past_topk == "tied" else "pessimistic")
         out.update({f"itm_{k}": v for k, v in itm_metrics.items()})
     model.train(was_training)
     return out
+
+
+def past_top_k_scores(rerank: torch.Tensor, scored: torch.Tensor, sims: torch.Tensor, past_topk: str) -> np.ndarray:
+    """One direction's (n_img, n_txt) score matrix after re-ranking: ``rerank`` where ``scored`` (each query's
+    ITC top-k in that direction), and past the top-k
+
+    - "itc": ITC's cosines, shifted under every re-ranked score whatever the weights' scale, so ranks past k
+      (R@K for K > k_test, the median rank) follow ITC;
+    - "tied": BLIP's -100 (float32, as BLIP's matrix), so ``retrieval_recall(..., ties="argsort")`` ranks them
+      as BLIP's ``itm_eval`` does: by position in ``np.argsort(row)[::-1]``, numpy's unstable sort deciding
+      the order among the tied candidates (neither ITC's nor index order). Every rank stays defined.
+
+    rerank: (n_img, n_txt) float64, ITM logit + w * ITC cosine where scored; sims: (n_img, n_txt) ITC cosines.
+    """
+    if past_topk == "tied":
+        return torch.where(scored, rerank, BLIP_UNSCORED).float().numpy()
+    below = sims.double() - sims.max() + rerank[scored].min() - 1
+    return torch.where(scored, rerank, below).numpy()

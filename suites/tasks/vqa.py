@@ -4,7 +4,7 @@ The question encoder (``text_encoder``, first token replaced by [ENC]) cross-att
 a video, to the tokens of every frame side by side. The answer decoder (``text_decoder``, answers start with
 [DEC]) cross-attends to the question states. Training minimises the weighted answer likelihood,
 sum_answers w * LM / B; inference ranks a candidate answer list (VQAv2: first-token top-k, then the full
-likelihood) or generates greedily (MSRVTT-QA).
+likelihood) or generates greedily with a KV cache (MSRVTT-QA).
 
 Shapes: B questions, T frames, N tokens per frame, L question length, A answers, C candidates, d hidden.
 """
@@ -189,21 +189,31 @@ def rank_answers(model, states, state_mask, cand_ids, cand_mask, k: int) -> torc
 
 
 @torch.no_grad()
-def generate_answers(model, states, state_mask, dec_id: int, sep_id: int, max_len: int = 10) -> list[list[int]]:
+def generate_answers(model, states, state_mask, dec_id: int, sep_id: int, max_len: int = 10,
+                     use_cache: bool = True) -> list[list[int]]:
     """Greedy decoding from [DEC], at most ``max_len`` tokens with [DEC] (BLIP's ``max_length``), stopping at
-    [SEP] -> the answer tokens of each question. No KV cache: every step re-reads the whole prefix, so a
-    method's deltas apply to every token exactly as in training."""
+    [SEP] -> the answer tokens of each question.
+
+    With ``use_cache`` (BLIP's ``generate``) each step feeds only the newest token and reads the earlier ones'
+    self-attention keys and values from the decoder's KV cache; the cross-attention keys and values of the
+    question states are computed once. A method that tells cached steps apart (Aurora's
+    ``decode_delta="official"``) sees them as the official code does. Without it every step re-reads the
+    whole prefix: the same tokens for a method that does not.
+    """
+    decoder = arch.text_decoder(model)
     b = states.shape[0]
-    ids = torch.full((b, 1), dec_id, dtype=torch.long, device=states.device)
+    ids = torch.full((b, 1), dec_id, dtype=torch.long, device=states.device)  # (B, 1): every answer so far
     done = torch.zeros(b, dtype=torch.bool, device=states.device)
+    cache, fed = None, ids  # fed: what this step reads, the newest token alone once the cache holds the rest
     for _ in range(max_len - 1):
-        logits = arch.text_decoder(model)(input_ids=ids, encoder_hidden_states=states,
-                                    encoder_attention_mask=state_mask).logits[:, -1]  # (B, V)
-        nxt = torch.where(done, sep_id, logits.argmax(-1))
+        step = decoder(input_ids=fed, encoder_hidden_states=states, encoder_attention_mask=state_mask,
+                       cache=cache, use_cache=use_cache)
+        nxt = torch.where(done, sep_id, step.logits[:, -1].argmax(-1))  # (B,) finished answers keep [SEP]
         ids = torch.cat([ids, nxt[:, None]], dim=1)
         done |= nxt == sep_id
         if done.all():
             break
+        cache, fed = (step.cache, nxt[:, None]) if use_cache else (None, ids)
     out = []
     for row in ids[:, 1:].tolist():
         out.append(row[: row.index(sep_id)] if sep_id in row else row)

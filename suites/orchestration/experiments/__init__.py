@@ -58,6 +58,17 @@ SCHEDULERS = ("asha",)
 
 
 @dataclass
+class BenchmarkEntry:
+    """One benchmark's own settings in a suite, over the suite-wide ones, so that one spec can hold benchmarks
+    of different model classes and recipes (COCO retrieval from one checkpoint, VQAv2 from another)."""
+
+    backbone: str = ""  # default: the suite's backbone (its backbone_options then apply, updated by these)
+    backbone_options: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)  # over the suite's train; a method entry's train overrides it
+    task: dict = field(default_factory=dict)  # task settings and options, over the suite's task (as benchmark_options)
+
+
+@dataclass
 class Experiment:
     name: str
     benchmarks: list[str]
@@ -69,17 +80,35 @@ class Experiment:
     backbone: str = ""
     backbone_options: dict = field(default_factory=dict)
     benchmark_options: dict = field(default_factory=dict)
-    # Ray resources: cpus_per_trial, gpus_per_trial (fractions allowed), max_concurrent (0: as many as fit);
-    # command-line flags override them.
+    per_benchmark: dict[str, BenchmarkEntry] = field(default_factory=dict)
+    # Ray resources: cpus_per_trial, gpus_per_trial (per process; fractions allowed), max_concurrent (0: as many
+    # as fit), processes_per_trial (data-parallel processes, one per GPU); command-line flags override them.
     resources: dict = field(default_factory=dict)
     search_seed: int = 0  # random search draws its configurations in the driver, so --resume sees the same ones
     scheduler: Scheduler | None = None  # early stopping, e.g. {name: asha, grace_period: 100}; default: none
+
+    def backbone_of(self, bench: str) -> tuple[str, dict]:
+        """-> (backbone, its options) for ``bench``: its own where per_benchmark names one, else the suite's."""
+        own = self.per_benchmark.get(bench, BenchmarkEntry())
+        if own.backbone:
+            return own.backbone, dict(own.backbone_options)
+        return self.backbone, {**self.backbone_options, **own.backbone_options}
+
+    def train_of(self, bench: str, entry: MethodEntry) -> dict:
+        """Training settings of ``entry`` on ``bench``: the suite's, the benchmark's, then the method entry's."""
+        return {**self.train, **self.per_benchmark.get(bench, BenchmarkEntry()).train, **entry.train}
+
+    def options_of(self, bench: str) -> dict:
+        """Task settings and options of ``bench``: the suite's task, benchmark_options, then per_benchmark's task."""
+        own = self.per_benchmark.get(bench, BenchmarkEntry())
+        return {**self.task, **self.benchmark_options.get(bench, {}), **own.task}
 
     def trials(self) -> list[TrialSpec]:
         specs = []
         rng = np.random.default_rng(self.search_seed)
         configs = {name: _configurations(entry, rng) for name, entry in self.methods.items()}
         for bench in self.benchmarks:
+            backbone, backbone_options = self.backbone_of(bench)
             for method, entry in self.methods.items():
                 # a method that trains nothing is deterministic: one evaluation stands for every seed
                 registered = entry.method or method
@@ -87,14 +116,13 @@ class Experiment:
                 for config, seed in itertools.product(configs[method], seeds):
                     options = {**entry.options, **{k.removeprefix("options."): v for k, v in config.items()
                                                    if k.startswith("options.")}}
-                    train = {**self.train, **entry.train, **{k: v for k, v in config.items()
-                                                             if not k.startswith("options.")}}
+                    train = {**self.train_of(bench, entry), **{k: v for k, v in config.items()
+                                                                if not k.startswith("options.")}}
                     row = _row_label(method, config)
                     specs.append(TrialSpec(
                         method=registered, label=row if row != registered else "", suite=self.name,
-                        benchmark=bench, seed=seed, method_options=options,
-                        train=train, backbone=self.backbone, backbone_options=dict(self.backbone_options),
-                        benchmark_options={**self.task, **self.benchmark_options.get(bench, {})},
+                        benchmark=bench, seed=seed, method_options=options, train=train, backbone=backbone,
+                        backbone_options=dict(backbone_options), benchmark_options=self.options_of(bench),
                     ))
         return specs
 
@@ -223,6 +251,67 @@ def _check_task(where: str, task: dict, benchmarks: list[str]) -> None:
                             f"{list(valid)} (set one benchmark's own under benchmark_options.{bench})")
 
 
+# Fields a benchmark's registration sets itself; a spec cannot set them.
+_REGISTRATION_FIELDS = {"name", "tier", "description", "default_backbone"}
+
+
+def _check_benchmark_options(where: str, bench: str, options) -> None:
+    """The options one benchmark of a spec runs with, built as the trial will build the benchmark: unknown
+    options (and unknown keys of a structured one, such as ``loss``) list the valid ones; values its
+    benchmark rejects fail here, before any data is read."""
+    if not isinstance(options, dict):
+        raise SpecError(f"{where} must be a mapping of option: value, got {options!r}")
+    default = BENCHMARKS.get(bench)()
+    if dataclasses.is_dataclass(default):  # a plugin's benchmark may be another class: its constructor decides
+        valid = {f.name: getattr(default, f.name) for f in dataclasses.fields(default)
+                 if f.name not in _REGISTRATION_FIELDS}
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise SpecError(f"{where}: benchmark {bench!r} has no option(s) {unknown}; its options: {sorted(valid)}")
+        for key, value in options.items():
+            if dataclasses.is_dataclass(valid[key]) and isinstance(value, dict):
+                _check_keys(f"{where}.{key}", value, type(valid[key]))
+    try:
+        BENCHMARKS.get(bench)(**options)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
+
+
+def _check_per_benchmark(source: str, raw: dict) -> dict[str, BenchmarkEntry]:
+    """per_benchmark's entries: only benchmarks of the spec, known keys, valid training settings."""
+    benchmarks = raw.get("benchmarks") or []
+    entries = {}
+    for bench, entry in (raw.get("per_benchmark") or {}).items():
+        where = f"{source}: per_benchmark.{bench}"
+        if bench not in benchmarks:
+            raise SpecError(f"{where}: {bench!r} is not a benchmark of this spec; its benchmarks: {benchmarks}")
+        entry = entry or {}
+        if not isinstance(entry, dict):
+            raise SpecError(f"{where} must be a mapping such as {{backbone: ..., train: {{...}}}}, got {entry!r}")
+        _check_keys(where, entry, BenchmarkEntry)
+        for key in ("backbone_options", "train", "task"):
+            if entry.get(key) is not None and not isinstance(entry[key], dict):
+                raise SpecError(f"{where}.{key} must be a mapping (key: value lines), got {entry[key]!r}")
+        if entry.get("backbone") is not None and not isinstance(entry["backbone"], str):
+            raise SpecError(f"{where}.backbone must be a backbone name or checkpoint path, got {entry['backbone']!r}")
+        entries[bench] = BenchmarkEntry(**{k: v for k, v in entry.items() if v is not None})
+        _check_train(f"{where}.train", entries[bench].train)
+    return entries
+
+
+def _check_benchmarks(source: str, raw: dict, exp: Experiment) -> None:
+    """benchmark_options name only the spec's benchmarks, and each benchmark's options build it."""
+    for bench in raw.get("benchmark_options") or {}:
+        if bench not in exp.benchmarks:
+            raise SpecError(f"{source}: benchmark_options.{bench}: {bench!r} is not a benchmark of this spec; "
+                            f"its benchmarks: {exp.benchmarks}")
+        if bench in exp.per_benchmark and exp.per_benchmark[bench].task:
+            raise SpecError(f"{source}: {bench}'s options are set twice, in benchmark_options.{bench} and in "
+                            f"per_benchmark.{bench}.task; keep one")
+    for bench in exp.benchmarks:
+        _check_benchmark_options(f"{source}: {bench}'s options", bench, exp.options_of(bench))
+
+
 def _check_keys(where: str, given: dict, cls) -> None:
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(given) - valid)
@@ -231,7 +320,7 @@ def _check_keys(where: str, given: dict, cls) -> None:
 
 
 # The top-level keys whose values must be mappings, and those that must be lists.
-_MAPPINGS = ("methods", "train", "task", "backbone_options", "benchmark_options", "resources")
+_MAPPINGS = ("methods", "train", "task", "backbone_options", "benchmark_options", "per_benchmark", "resources")
 _LISTS = ("benchmarks", "seeds")
 
 
@@ -258,6 +347,9 @@ def parse(raw: dict, source: str) -> Experiment:
     _check_keys(source, raw, Experiment)
     _check_shapes(source, raw)
     _check_train(f"{source}: train", raw.get("train") or {})
+    for bench in raw.get("benchmarks") or []:
+        BENCHMARKS.get(bench)
+    per_benchmark = _check_per_benchmark(source, raw)
     methods = {}
     for name, entry in (raw.get("methods") or {}).items():
         entry = entry or {}
@@ -265,22 +357,39 @@ def parse(raw: dict, source: str) -> Experiment:
         method_cls = METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
         methods[name] = MethodEntry(**entry)
         _check_train(f"{source}: methods.{name}.train", methods[name].train)
-        _check_train_values(f"{source}: methods.{name}", {**(raw.get("train") or {}), **methods[name].train})
+        for bench in raw.get("benchmarks") or [None]:
+            own = per_benchmark[bench].train if bench in per_benchmark else {}
+            _check_train_values(f"{source}: methods.{name}" + (f" on {bench}" if own else ""),
+                                {**(raw.get("train") or {}), **own, **methods[name].train})
         _check_search(f"{source}: methods.{name}", methods[name], method_cls)
         _check_options(f"{source}: methods.{name}.options", entry.get("method") or name, methods[name].options)
-    resources = raw.get("resources") or {}
-    valid_resources = {"cpus_per_trial", "gpus_per_trial", "max_concurrent"}
-    if set(resources) - valid_resources:
-        raise SpecError(f"{source}: resources: unknown key(s) {sorted(set(resources) - valid_resources)}; "
-                        f"valid keys: {sorted(valid_resources)}")
-    for bench in raw.get("benchmarks") or []:
-        BENCHMARKS.get(bench)
+    check_resources(f"{source}: resources", raw.get("resources") or {})
     _check_task(f"{source}: task", raw.get("task") or {}, raw.get("benchmarks") or [])
     scheduler = _scheduler(source, raw.get("scheduler"))
     if not methods or not raw.get("benchmarks"):
         raise SpecError(f"{source}: needs at least one entry under 'methods' and under 'benchmarks'")
-    exp = Experiment(**{**raw, "methods": methods, "scheduler": scheduler, "name": raw.get("name", Path(source).stem)})
+    exp = Experiment(**{**raw, "methods": methods, "per_benchmark": per_benchmark, "scheduler": scheduler,
+                        "name": raw.get("name", Path(source).stem)})
+    _check_benchmarks(source, raw, exp)
     return with_absolute_paths(exp)
+
+
+# Ray resources a suite may set: (type, smallest value). Fractions of a GPU share it.
+RESOURCES = {"cpus_per_trial": (float, 0.01), "gpus_per_trial": (float, 0), "max_concurrent": (int, 0),
+             "processes_per_trial": (int, 1)}
+
+
+def check_resources(where: str, resources: dict) -> None:
+    """Known keys, numbers of the right kind and range (a spec's ``resources`` and the command-line flags)."""
+    unknown = sorted(set(resources) - set(RESOURCES))
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(RESOURCES)}")
+    for key, value in resources.items():
+        kind, least = RESOURCES[key]
+        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+        if not ok or value < least:
+            raise SpecError(f"{where}: {key} must be a {'number' if kind is float else 'whole number'} >= {least}, "
+                            f"got {value!r}")
 
 
 def _absolute(value: str) -> str:
@@ -293,11 +402,14 @@ def with_absolute_paths(exp: Experiment) -> Experiment:
     def options(opts: dict) -> dict:
         return {k: _absolute(v) if k.endswith("_root") and isinstance(v, str) and v else v for k, v in opts.items()}
 
-    backbone = exp.backbone
-    if backbone and (backbone.startswith((".", "~", "/")) or Path(backbone).exists()):
-        backbone = _absolute(backbone)
-    return dataclasses.replace(exp, backbone=backbone, task=options(exp.task),
-                               benchmark_options={b: options(o) for b, o in exp.benchmark_options.items()})
+    def backbone(name: str) -> str:
+        return _absolute(name) if name and (name.startswith((".", "~", "/")) or Path(name).exists()) else name
+
+    per_benchmark = {b: dataclasses.replace(e, backbone=backbone(e.backbone), task=options(e.task))
+                     for b, e in exp.per_benchmark.items()}
+    return dataclasses.replace(exp, backbone=backbone(exp.backbone), task=options(exp.task),
+                               benchmark_options={b: options(o) for b, o in exp.benchmark_options.items()},
+                               per_benchmark=per_benchmark)
 
 
 def _scheduler(source: str, raw) -> Scheduler | None:
@@ -360,7 +472,8 @@ def revalidate(exp: Experiment) -> Experiment:
     raw = {"seeds": exp.seeds, "benchmarks": exp.benchmarks, "train": exp.train}
     _check_shapes(exp.name, raw)
     for name, entry in exp.methods.items():
-        _check_train_values(f"{exp.name}: methods.{name}", {**exp.train, **entry.train})
+        for bench in exp.benchmarks:
+            _check_train_values(f"{exp.name}: methods.{name} on {bench}", exp.train_of(bench, entry))
     return exp
 
 

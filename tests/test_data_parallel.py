@@ -1,0 +1,92 @@
+"""Data-parallel training: N processes at batch B compute what one process computes at batch N x B.
+
+The first test starts two gloo processes itself (no Ray); the second runs a whole suite trial on two Ray Train
+workers inside Ray Tune, as a researcher's multi-GPU trial runs, on CPUs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from suites.backbones import build_backbone
+from suites.engine.data import load_batches
+from suites.engine.loop import train_step, trainable_parameters
+from suites.tasks.retrieval import LossSettings, RetrievalData, RetrievalObjective
+
+CAPTIONS = ["a red circle", "two blue squares on the left", "a green ring", "nothing", "a small yellow star",
+            "three red dots in a row at the top", "a big blue square", "one ring"]
+
+
+def _setup(seed: int = 0):
+    torch.manual_seed(seed)  # the same initial weights in every process
+    backbone = build_backbone("test-tiny")
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    data = RetrievalData(images=images, texts=CAPTIONS * 2, txt2img=np.tile(np.arange(8), 2))
+    # ITM's negatives are drawn from a global batch's similarities with the generator's stream: a different
+    # draw with a different batch split. Its weight 0 leaves ITC's gradient to compare (ITM still runs).
+    objective = RetrievalObjective(backbone, torch.tensor(0.1), LossSettings(itm_weight=0.0))
+    return backbone, data, objective
+
+
+def _one_step(rank: int, size: int, batch_size: int, folder: str) -> None:
+    """One SGD step (lr 1: the weights move by minus the gradient) on process ``rank`` of ``size``."""
+    torch.set_num_threads(1)
+    if size > 1:
+        dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=size)
+    backbone, data, objective = _setup()
+    model = backbone.model.train()
+    batches = load_batches(objective, data, batch_size, 1, np.random.default_rng(0), 0, rank=rank, processes=size)
+    optimizer = torch.optim.SGD(trainable_parameters(model, objective), lr=1.0)
+    losses = train_step(model, objective, data, [next(batches)], torch.Generator().manual_seed(0), optimizer)
+    if rank == 0:
+        torch.save({"losses": losses, "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}},
+                   f"{folder}/world{size}.pt")
+    if size > 1:
+        dist.destroy_process_group()
+
+
+def test_two_processes_step_as_one_process_at_the_global_batch(tmp_path):
+    mp.spawn(_one_step, args=(2, 4, str(tmp_path)), nprocs=2)
+    _one_step(0, 1, 8, str(tmp_path))
+    two, one = torch.load(tmp_path / "world2.pt"), torch.load(tmp_path / "world1.pt")
+    assert float(two["losses"]["itc_loss"]) == pytest.approx(float(one["losses"]["itc_loss"]), rel=1e-6)
+    before = _setup()[0].model.state_dict()
+    moved = [k for k in before if not torch.equal(before[k], one["weights"][k])]
+    assert len(moved) > 10  # the step trained the towers, so the comparison below means something
+    for name in moved:
+        torch.testing.assert_close(two["weights"][name], one["weights"][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_shard_keeps_the_global_order():
+    from suites.engine.distributed import shard
+
+    batch = np.arange(12)
+    assert np.array_equal(np.concatenate([shard(batch, r, 3) for r in range(3)]), batch)
+    assert shard(batch, 0, 1) is batch
+
+
+def test_suite_trial_on_two_ray_train_workers(tmp_path):
+    """Ray Tune runs the trial on two Ray Train processes (gloo); its first step's ITC loss is the one-process
+    trial's at the same global batch, and the trial logs once, with one weights file."""
+    from suites.orchestration.runner import run_suite
+    from suites.orchestration.trial import TrialSpec, run_trial
+
+    def spec(batch_size: int, output: str) -> TrialSpec:
+        return TrialSpec(method="lora", benchmark="test-tiny", method_options={"r": 2}, output_dir=output,
+                         train={"steps": 2, "batch_size": batch_size, "eval_every": 1, "warmup": 1, "num_workers": 0},
+                         benchmark_options={"loss": {"itm_weight": 0.0}})
+
+    # two processes of half a CPU each: the trial's own driver needs a sliver of the machine's two cores
+    records, failures = run_suite([spec(4, "")], "two-processes", output_dir=tmp_path / "two",
+                                  processes_per_trial=2, cpus_per_trial=0.5)
+    assert failures == [] and len(records) == 1
+    two, one = records[0], run_trial(spec(8, str(tmp_path / "one")))
+    assert two.processes == 2 and one.processes == 1
+    assert two.history[0]["itc_loss"] == pytest.approx(one.history[0]["itc_loss"], rel=1e-5)
+    weights = list((tmp_path / "two" / "trials").rglob("trained.safetensors"))
+    assert len(weights) == 1 and two.weights == str(weights[0])  # written once, by the first process
