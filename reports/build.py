@@ -88,13 +88,13 @@ def spec_grid(spec: TableSpec, chosen: pd.DataFrame, scope: Scope, name: str) ->
     return Grid(title, text, label, list(spec.stub_headers), groups, rows, published, sources)
 
 
-# Every table of the report: each builder turns one (suite, tier) into its tables (none where its trials are
-# absent). A new kind of table is one more builder here (or one more ``TableSpec`` in ``specs.TABLES``).
 def transfer_tables(scope: Scope) -> list[Table]:
     """The zero-shot transfer tables of one (suite, tier): a trial's weights scored on other benchmarks."""
     return [Table(name, grid) for name, grid in transfer_grids(scope.transfers, scope.suite, scope.tier)]
 
 
+# Every table of the report: each builder turns one (suite, tier) into its tables (none where its trials are
+# absent). A new kind of table is one more builder here (or one more ``TableSpec`` in ``specs.TABLES``).
 TABLE_BUILDERS: list[Callable[[Scope], list[Table]]] = [*(spec_tables(spec) for spec in TABLES), transfer_tables]
 
 
@@ -144,8 +144,9 @@ def summary(sections: list[Section], efficiency: list[Path], origin: str) -> str
 
 
 INPUT_HINT = ("Each `.tex` file is a float's body (caption, label, tabular; `booktabs`): put it in the "
-              "float of your choice, `\\begin{table}[t] \\input{<file>} \\end{table}` or `table*`. Every "
-              "table fits a 5.5 in (NeurIPS) text width at 10 pt.")
+              "float of your choice, `\\begin{table}[t] \\input{<file>} \\end{table}` or `table*`. The tables "
+              "are laid out for a 5.5 in (NeurIPS) text width at 10 pt; long method labels can still widen one: "
+              "`python -m reports.texcheck <files>` says which. The Markdown copies below give every cell its std.")
 
 
 def _plot_lines(paths: list[Path], what: str) -> list[str]:

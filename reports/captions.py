@@ -67,7 +67,8 @@ def _others(trials: pd.DataFrame, spelled: tuple[str, ...]) -> str:
 
 def tier_text(trials: pd.DataFrame, tier: str) -> str:
     """What the tier's numbers are: synthetic proxy data, or real data on the named backbones."""
-    backbones = ", ".join(sorted({str(b) for b in trials["backbone"].dropna()} - {""})) or "not recorded"
+    names = {str(b).removesuffix(" (cached)") for b in trials["backbone"].dropna()} - {""}  # cached: not a name
+    backbones = ", ".join(sorted(names)) or "not recorded"
     if tier == "proxy":
         return (f"Proxy tier: synthetic images and captions (no real dataset), backbone {backbones}; "
                 "not comparable with published numbers.")

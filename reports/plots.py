@@ -148,10 +148,11 @@ SPOTS = [(1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", 
 CLEARANCE_PT = 4.0  # the least gap between a label and any other bubble or label
 
 
-def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> None:
+def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> list:
     """Label every bubble at the first spot (``SPOTS``, then the same further out, with a leader line) whose
-    text overlaps no bubble and no placed label, and stays inside the axes. Deterministic: bubbles are
-    labelled in ``data``'s order; where no spot is free, the last one tried is used."""
+    text overlaps no bubble and no placed label, and stays inside the axes -> the labels' boxes (display
+    pixels). Deterministic: bubbles are labelled in ``data``'s order; where no spot is free, the last one
+    tried is used."""
     renderer = ax.figure.canvas.get_renderer()
     to_pt = 72.0 / ax.figure.dpi
     centres = ax.transData.transform(data[["x", "score"]].to_numpy())  # (N, 2) display pixels
@@ -171,6 +172,7 @@ def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> None:
                 taken.append(box)
                 break
             text.remove()
+    return taken
 
 
 def _try(ax, label, centre, radius, spot, distance, renderer, to_pt, fontsize):

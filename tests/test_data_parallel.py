@@ -21,7 +21,7 @@ CAPTIONS = ["a red circle", "two blue squares on the left", "a green ring", "not
             "three red dots in a row at the top", "a big blue square", "one ring"]
 
 
-def _setup(seed: int = 0):
+def _setup(seed: int = 0, momentum=None):
     torch.manual_seed(seed)  # the same initial weights in every process
     backbone = build_backbone("test-tiny")
     rng = np.random.default_rng(seed)
@@ -29,23 +29,24 @@ def _setup(seed: int = 0):
     data = RetrievalData(images=images, texts=CAPTIONS * 2, txt2img=np.tile(np.arange(8), 2))
     # ITM's negatives are drawn from a global batch's similarities with the generator's stream: a different
     # draw with a different batch split. Its weight 0 leaves ITC's gradient to compare (ITM still runs).
-    objective = RetrievalObjective(backbone, torch.tensor(0.1), LossSettings(itm_weight=0.0))
+    objective = RetrievalObjective(backbone, torch.tensor(0.1), LossSettings(itm_weight=0.0, momentum=momentum))
     return backbone, data, objective
 
 
-def _one_step(rank: int, size: int, batch_size: int, folder: str) -> None:
+def _one_step(rank: int, size: int, batch_size: int, folder: str, momentum=None) -> None:
     """One SGD step (lr 1: the weights move by minus the gradient) on process ``rank`` of ``size``."""
     torch.set_num_threads(1)
     if size > 1:
         dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=size)
-    backbone, data, objective = _setup()
+    backbone, data, objective = _setup(momentum=momentum)
     model = backbone.model.train()
     batches = load_batches(objective, data, batch_size, 1, np.random.default_rng(0), 0, rank=rank, processes=size)
     optimizer = torch.optim.SGD(trainable_parameters(model, objective), lr=1.0)
+    objective.begin_step(model, 0, 1)
     losses = train_step(model, objective, data, [next(batches)], torch.Generator().manual_seed(0), optimizer)
     if rank == 0:
-        torch.save({"losses": losses, "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}},
-                   f"{folder}/world{size}.pt")
+        torch.save({"losses": losses, "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                    "objective": objective.state_dict()}, f"{folder}/world{size}.pt")
     if size > 1:
         dist.destroy_process_group()
 
@@ -60,6 +61,16 @@ def test_two_processes_step_as_one_process_at_the_global_batch(tmp_path):
     assert len(moved) > 10  # the step trained the towers, so the comparison below means something
     for name in moved:
         torch.testing.assert_close(two["weights"][name], one["weights"][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_distilling_processes_queue_the_global_batch(tmp_path):
+    from suites.tasks.retrieval import MomentumSettings
+
+    mp.spawn(_one_step, args=(2, 4, str(tmp_path), MomentumSettings(queue_size=10)), nprocs=2)
+    queue = torch.load(tmp_path / "world2.pt")["objective"]["queue"]
+    batch = load_batches(_setup()[2], _setup()[1], 8, 1, np.random.default_rng(0), 0)
+    assert queue["txt_idx"][:8].tolist() == next(batch)["txt_idx"].tolist()  # both processes' pairs, in rank order
+    assert queue["txt_idx"][8:].tolist() == [-1, -1] and int(queue["ptr"]) == 8
 
 
 def test_shard_keeps_the_global_order():

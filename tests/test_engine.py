@@ -205,17 +205,21 @@ def test_itm_chunks_do_not_change_the_scores(monkeypatch):
     assert retrieval.evaluate(backbone.model, backbone, test, k_test=4) == pytest.approx(whole, abs=1e-9)
 
 
-@pytest.mark.parametrize("method, options", [("aurora", {"rank": 4}), ("full_finetune", {})])
-def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path, method, options):
+@pytest.mark.parametrize("method, options, task", [
+    ("aurora", {"rank": 4}, {}), ("full_finetune", {}, {}),
+    # the momentum model and the feature queue are training state too
+    ("aurora", {"rank": 4}, {"loss": {"momentum": {"queue_size": 12}}}),
+])
+def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path, method, options, task):
     from safetensors.torch import load_file
 
     from suites.engine import state
 
     train = {"steps": 4, "batch_size": 8, "warmup": 1, "eval_every": 2, "checkpoints": True}
     whole = run_trial(TrialSpec(method=method, benchmark="test-tiny", method_options=options,
-                                output_dir=str(tmp_path / "whole"), train=train))
+                                output_dir=str(tmp_path / "whole"), train=train, benchmark_options=task))
     spec = TrialSpec(method=method, benchmark="test-tiny", method_options=options, output_dir=str(tmp_path / "cut"),
-                     train=train)
+                     train=train, benchmark_options=task)
 
     def killed(row, score, snapshot):  # the process dies right after its checkpoint at step 2
         state.save(snapshot, tmp_path)

@@ -67,6 +67,7 @@ def test_an_official_recipe_has_the_official_settings(name):
         video = trial.benchmark in ("msrvtt", "didemo")
         assert options["rerank_itc_weight"] == (1.0 if video else 0.0)  # ITM + ITC for video, ITM alone for images
         assert options["loss"]["itm_negatives"] == "hard" and options["loss"]["temp_min"] == 0.001
+        assert options["loss"]["momentum"] == {"decay": 0.995, "queue_size": 57600, "alpha": 0.4}
 
 
 def test_the_official_vqa_recipe_trains_on_train_and_val():
@@ -133,6 +134,8 @@ def test_overrides_are_checked_with_each_benchmarks_settings():
     ("{coco: {train: {batch_size: 0}}}", "methods.frozen on coco: train.batch_size must be a whole number"),
     ("{coco: {task: {imagesize: 224}}}", "benchmark 'coco' has no option(s) ['imagesize']; its options:"),
     ("{coco: {task: {loss: {itm_negative: hard}}}}", "loss: unknown key(s) ['itm_negative']; valid keys:"),
+    ("{coco: {task: {loss: {momentum: {decay_rate: 0.9}}}}}",
+     "loss.momentum: unknown key(s) ['decay_rate']; valid keys: ['alpha', 'decay', 'queue_size']"),
     ("{vqav2: {task: {train_splits: [train, vgg]}}}", "train_splits must be a list of distinct names"),
     ("{coco: [backbone]}", "per_benchmark.coco must be a mapping"),
     ("[coco]", "per_benchmark must be a mapping"),

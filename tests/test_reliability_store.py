@@ -14,8 +14,7 @@ import sys
 import pytest
 
 from suites.cli import main
-from suites.orchestration.tracking import Tracker, TrackingUnavailable, create_store, tracking_uri
-
+from suites.orchestration.tracking import Tracker, TrackingUnavailable, tracking_uri
 
 # One suite's driver opening its store: imports first, then waits for the go file, so that both processes
 # create the store at the same moment. Prints the experiment id.

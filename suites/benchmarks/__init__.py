@@ -8,6 +8,7 @@ talks to this narrow protocol, so one loop serves retrieval, video retrieval and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -96,6 +97,11 @@ class RetrievalBenchmark(Benchmark):
     def __post_init__(self):
         if isinstance(self.loss, dict):  # from a YAML spec
             self.loss = LossSettings(**self.loss)
+        _check_whole("k_test", self.k_test, minimum=1)
+        weight = self.rerank_itc_weight
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not math.isfinite(weight)):
+            raise ValueError(f"rerank_itc_weight must be a finite number (or null: 1 / temperature), got {weight!r}")
         if self.past_topk not in retrieval.PAST_TOPK:
             raise ValueError(f"past_topk must be one of {list(retrieval.PAST_TOPK)}, got {self.past_topk!r}")
 
@@ -137,6 +143,8 @@ class VQABenchmark(Benchmark):
     def __post_init__(self):
         from suites.tasks.metrics import VQA_SCORERS
 
+        _check_whole("k_test", self.k_test, minimum=1)
+        _check_whole("max_answer_tokens", self.max_answer_tokens, minimum=2)  # [DEC] and at least one token
         if self.vqa_scorer not in VQA_SCORERS:
             raise ValueError(f"vqa_scorer must be one of {VQA_SCORERS}, got {self.vqa_scorer!r}")
 
@@ -149,6 +157,11 @@ class VQABenchmark(Benchmark):
     def evaluate(self, model, backbone, data) -> dict:
         return vqa.evaluate(model, backbone, data, k_test=self.k_test, max_len=self.max_answer_tokens,
                             scorer=self.vqa_scorer)
+
+
+def _check_whole(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
 
 
 def _plain(value):

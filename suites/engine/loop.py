@@ -81,7 +81,10 @@ class TrainConfig:
         data-parallel processes each take ``batch_size`` items per micro-batch)."""
         if self.epochs is None:
             return self.steps
-        return self.epochs * max(1, n_items // (self.batch_size * self.accumulation * processes))
+        return self.epochs * self.steps_per_epoch(n_items, processes)
+
+    def steps_per_epoch(self, n_items: int, processes: int = 1) -> int:
+        return max(1, n_items // (self.batch_size * self.accumulation * processes))
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -108,6 +111,18 @@ class Objective:
         """A batch of ``batches`` -> what ``losses`` takes, on the CPU (files decoded, frames drawn, text
         tokenized). Runs in loader worker processes; random choices use ``rng`` only. Default: the batch."""
         return batch
+
+    def begin_step(self, model: nn.Module, step: int, steps_per_epoch: int) -> None:
+        """Before optimizer step ``step`` (0-based; ``steps_per_epoch`` per pass over the data), e.g. to move a
+        momentum model. Default: nothing."""
+
+    def state_dict(self) -> dict:
+        """What the objective carries from step to step besides trained tensors (a momentum model, feature
+        queues), saved with the training state so that a resumed run continues exactly. Default: nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        """Restore ``state_dict()``'s output, its tensors onto ``device``."""
 
     def losses(self, model: nn.Module, data: Any, batch: Any, gen: torch.Generator,
                hooks: dict[str, Callable] | None = None) -> dict:
@@ -222,7 +237,7 @@ def fit(
     window: dict[str, list[float]] = {}
     first = 0
     if resume is not None:
-        state.restore(resume, tensors, optimizer, schedule, precision.scaler, gen)
+        state.restore(resume, tensors, optimizer, schedule, precision.scaler, gen, objective)
         first = resume["step"]
     batches = load_batches(objective, data, cfg.batch_size, steps * cfg.accumulation, rng, seed,
                            cfg.num_workers or 0, pin_memory=device.type == "cuda", start=first * cfg.accumulation,
@@ -231,8 +246,10 @@ def fit(
     bar.update(first)
     model.train()
     start = time.perf_counter()
+    per_epoch = cfg.steps_per_epoch(objective.items(data), processes)
     for step in range(first, steps):
         micro = [next(batches) for _ in range(cfg.accumulation)]
+        objective.begin_step(model, step, per_epoch)
         losses = train_step(model, objective, data, micro, gen, optimizer, precision, hooks, step)
         schedule.step()
         if method is not None:
@@ -247,7 +264,7 @@ def fit(
             window = {}
             if on_epoch is not None:
                 on_epoch(step + 1, means, functools.partial(state.capture, step + 1, tensors, optimizer, schedule,
-                                                             precision.scaler, gen))
+                                                             precision.scaler, gen, objective))
     bar.close()
     model.eval()
     stats = {**means, "step_time": (time.perf_counter() - start) / max(1, steps - first), "steps": steps}

@@ -19,17 +19,20 @@ def trained_tensors(model: nn.Module, extra: list[torch.Tensor]) -> dict[str, to
     return named
 
 
-def capture(step: int, tensors: dict[str, torch.Tensor], optimizer, schedule, scaler, gen: torch.Generator) -> dict:
-    """At an evaluation point (the loss window is empty there)."""
+def capture(step: int, tensors: dict[str, torch.Tensor], optimizer, schedule, scaler, gen: torch.Generator,
+            objective=None) -> dict:
+    """At an evaluation point (the loss window is empty there). ``objective``: its own state goes along."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     return {
         "step": step, "tensors": {k: v.detach().cpu().clone() for k, v in tensors.items()},
         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "cuda_rng": cuda,
+        "objective": objective.state_dict() if objective is not None else {},
     }
 
 
-def restore(state: dict, tensors: dict[str, torch.Tensor], optimizer, schedule, scaler, gen: torch.Generator) -> None:
+def restore(state: dict, tensors: dict[str, torch.Tensor], optimizer, schedule, scaler, gen: torch.Generator,
+            objective=None) -> None:
     missing = sorted(set(tensors) ^ set(state["tensors"]))
     if missing:
         raise ValueError(f"checkpoint does not match the model being trained: {missing[:5]}")
@@ -43,6 +46,8 @@ def restore(state: dict, tensors: dict[str, torch.Tensor], optimizer, schedule, 
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if objective is not None:
+        objective.load_state_dict(state.get("objective", {}), gen.device)
 
 
 def save(state: dict, folder: str | Path) -> Path:

@@ -11,6 +11,7 @@ every method.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from aurora import arch
 from suites.engine import distributed
+from suites.engine.ema import MomentumTensors
 from suites.engine.loop import Objective, index_batches
 from suites.tasks.metrics import retrieval_recall
 from suites.tasks.passes import frame_tokens, image_grounded, side_by_side
@@ -117,6 +119,25 @@ class VideoRetrievalData(RetrievalData):
 
 
 @dataclass
+class MomentumSettings:
+    """BLIP's momentum distillation: ITC contrasts the online features with a momentum model's (an exponential
+    average of the trained tensors) and a queue of its past features, against targets that mix the momentum
+    model's own similarities (weight ``alpha``, ramped up over the first epoch) with the true pairs."""
+
+    decay: float = 0.995
+    queue_size: int = 57600
+    alpha: float = 0.4
+
+    def __post_init__(self):
+        if isinstance(self.decay, bool) or not isinstance(self.decay, (int, float)) or not 0 <= self.decay < 1:
+            raise ValueError(f"loss.momentum.decay must be a number in [0, 1), got {self.decay!r}")
+        if isinstance(self.queue_size, bool) or not isinstance(self.queue_size, int) or self.queue_size < 0:
+            raise ValueError(f"loss.momentum.queue_size must be a whole number >= 0, got {self.queue_size!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"loss.momentum.alpha must be a number in [0, 1], got {self.alpha!r}")
+
+
+@dataclass
 class LossSettings:
     """ITC/ITM training choices, the same for every method (documented in the README)."""
 
@@ -128,6 +149,18 @@ class LossSettings:
     # ITM anchors per batch (0 = every pair, as BLIP): each anchor adds a positive and two negatives, and the
     # image-grounded pass over them dominates the step time on a CPU.
     itm_anchors: int = 0
+    # ITC with momentum distillation, as BLIP and Aurora fine-tune retrieval (None: off, ITC within the global
+    # batch); ``{}`` or ``true`` turns it on with BLIP's settings.
+    momentum: MomentumSettings | None = None
+
+    def __post_init__(self):
+        if self.momentum is True or isinstance(self.momentum, dict):  # from a YAML spec
+            self.momentum = MomentumSettings(**({} if self.momentum is True else self.momentum))
+        elif self.momentum is False:
+            self.momentum = None
+        if self.momentum is not None and not isinstance(self.momentum, MomentumSettings):
+            raise ValueError(f"loss.momentum must be a mapping of {sorted(MomentumSettings.__dataclass_fields__)}, "
+                             f"true or null; got {self.momentum!r}")
 
 
 class RetrievalObjective(Objective):
@@ -138,9 +171,21 @@ class RetrievalObjective(Objective):
 
     def __init__(self, backbone, temp: torch.Tensor, settings: LossSettings):
         self.backbone, self.temp, self.settings = backbone, temp, settings
+        self.distillation = MomentumDistillation(settings.momentum) if settings.momentum is not None else None
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.temp]
+
+    def begin_step(self, model, step: int, steps_per_epoch: int) -> None:
+        if self.distillation is not None:
+            self.distillation.begin_step(model, step, steps_per_epoch)
+
+    def state_dict(self) -> dict:
+        return self.distillation.state_dict() if self.distillation is not None else {}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        if self.distillation is not None and state:
+            self.distillation.load_state_dict(state, device)
 
     def batches(self, data: RetrievalData, batch_size: int, rng: np.random.Generator):
         return index_batches(len(data.texts), min(batch_size, len(data.texts)), rng)
@@ -160,20 +205,95 @@ class RetrievalObjective(Objective):
 
     def losses(self, model, data: RetrievalData, batch: dict, gen, hooks=None) -> dict:
         x = {k: v.to(gen.device, non_blocking=True) for k, v in batch.items()}
+        distill = None
+        if self.distillation is not None:
+            distill = functools.partial(self.distillation.itc, model, x["pixels"], x["input_ids"],
+                                        x["attention_mask"], x["txt_idx"], data, gen=gen)
         return retrieval_losses(model, x["pixels"], x["input_ids"], x["attention_mask"],
-                                batch_truth(data, x["txt_idx"]), self.temp.to(gen.device),
-                                self.backbone.enc_token_id, self.settings, gen, hooks)
+                                pair_truth(data, x["txt_idx"], distributed.gather(x["txt_idx"], grad=False)),
+                                self.temp.to(gen.device), self.backbone.enc_token_id, self.settings, gen, hooks,
+                                distill)
 
 
-def batch_truth(data: RetrievalData, txt_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which pairs of this process's batch and the global batch (all data-parallel processes' batches, in rank
-    order) are true: -> (B, G) bool "caption j of the global batch is true of image i", and (B, G) bool "caption
-    i is true of image j of the global batch". One process: G = B, the second the first's transpose."""
-    local = txt_idx.cpu().numpy()
-    world = distributed.gather(txt_idx, grad=False).cpu().numpy()  # (G,)
-    i2t = data.truth(data.txt2img[local], world)
-    t2i = data.truth(data.txt2img[world], local).T
+def pair_truth(data: RetrievalData, txt_idx: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which pairs of this process's batch (captions ``txt_idx`` (B,) with their images) and the (image, caption)
+    pairs ``keys`` (K,) are true: -> (B, K) bool "caption k is true of image i", and (B, K) bool "caption i is
+    true of image k". Keys: the global batch (every data-parallel process's captions in rank order; K = B and
+    the second the first's transpose in one process), or a feature queue, whose empty slots (-1) match nothing.
+    """
+    local, keys_np = txt_idx.cpu().numpy(), keys.cpu().numpy()
+    filled = keys_np >= 0
+    i2t = np.zeros((len(local), len(keys_np)), dtype=bool)
+    t2i = np.zeros_like(i2t)
+    i2t[:, filled] = data.truth(data.txt2img[local], keys_np[filled])
+    t2i[:, filled] = data.truth(data.txt2img[keys_np[filled]], local).T
     return torch.from_numpy(i2t).to(txt_idx.device), torch.from_numpy(t2i).to(txt_idx.device)
+
+
+class MomentumDistillation:
+    """ITC as BLIP fine-tunes retrieval: the online features against a momentum model's features of the batch
+    and a queue of its past ones (``MomentumSettings``). Its state (the averaged tensors, the queues) travels
+    with the training state. Data-parallel processes enqueue every process's momentum features, as BLIP does."""
+
+    def __init__(self, settings: MomentumSettings):
+        self.settings = settings
+        self.average = MomentumTensors(settings.decay)
+        self.alpha = 0.0
+        self.queue: dict[str, torch.Tensor] = {}
+
+    def begin_step(self, model: nn.Module, step: int, steps_per_epoch: int) -> None:
+        self.average.update(model)  # the first step copies the online tensors
+        self.alpha = self.settings.alpha * min(1.0, step / steps_per_epoch)  # BLIP ramps alpha over epoch 1
+
+    def state_dict(self) -> dict:
+        return {"average": self.average.state_dict(), "queue": {k: v.cpu() for k, v in self.queue.items()}}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.average.load_state_dict(state["average"], device)
+        self.queue = {k: v.to(device) for k, v in state["queue"].items()}
+
+    def _queue(self, width: int, device: torch.device, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        if not self.queue:  # BLIP starts from random unit vectors that are true of nothing
+            size = self.settings.queue_size
+            self.queue = {
+                "image": F.normalize(torch.randn(size, width, generator=gen, device=device), dim=1),  # (Q, e)
+                "text": F.normalize(torch.randn(size, width, generator=gen, device=device), dim=1),  # (Q, e)
+                "txt_idx": torch.full((size,), -1, dtype=torch.long, device=device),  # (Q,) the pairs' captions
+                "ptr": torch.zeros((), dtype=torch.long, device=device),
+            }
+        return self.queue
+
+    def itc(self, model, pixels, ids, mask, txt_idx, data: RetrievalData, image_feat: torch.Tensor,
+            text_feat: torch.Tensor, temp: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The ITC loss of the online features (B, e) against the keys: the batch's momentum features, then the
+        queue (K = B + Q); then the batch's momentum features join the queue."""
+        with torch.no_grad(), self.average.swapped_in(model):
+            image_feat_m = encode_images(model, pixels)[1].float()  # (B, e)
+            text_feat_m = encode_texts(model, ids, mask)[1].float()  # (B, e)
+        queue = self._queue(image_feat_m.shape[1], image_feat_m.device, gen)
+        image_keys = torch.cat([image_feat_m, queue["image"]])  # (K, e)
+        text_keys = torch.cat([text_feat_m, queue["text"]])  # (K, e)
+        truth_i2t, truth_t2i = pair_truth(data, txt_idx, torch.cat([txt_idx, queue["txt_idx"]]))  # (B, K)
+        with torch.no_grad():
+            targets_i2t = self.alpha * F.softmax(image_feat_m @ text_keys.T / temp, dim=1) \
+                + (1 - self.alpha) * _uniform_over(truth_i2t)
+            targets_t2i = self.alpha * F.softmax(text_feat_m @ image_keys.T / temp, dim=1) \
+                + (1 - self.alpha) * _uniform_over(truth_t2i)
+        itc = 0.5 * (_cross_entropy(image_feat @ text_keys.T / temp, targets_i2t)
+                     + _cross_entropy(text_feat @ image_keys.T / temp, targets_t2i))
+        self._enqueue(distributed.gather(image_feat_m, grad=False), distributed.gather(text_feat_m, grad=False),
+                      distributed.gather(txt_idx, grad=False))
+        return itc
+
+    @torch.no_grad()
+    def _enqueue(self, image: torch.Tensor, text: torch.Tensor, txt_idx: torch.Tensor) -> None:
+        """The oldest entries give way to the global batch's (a ring buffer)."""
+        size = self.settings.queue_size
+        if size == 0:
+            return
+        slots = (self.queue["ptr"] + torch.arange(len(txt_idx), device=image.device)) % size
+        self.queue["image"][slots], self.queue["text"][slots], self.queue["txt_idx"][slots] = image, text, txt_idx
+        self.queue["ptr"] = (self.queue["ptr"] + len(txt_idx)) % size
 
 
 def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,13 +359,16 @@ def retrieval_losses(
     settings: LossSettings,
     gen: torch.Generator,
     hooks: dict[str, Callable] | None = None,
+    distill: Callable[..., torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """BLIP's ITC + ITM for this process's B (image, caption) pairs against the global batch of G pairs (all
     data-parallel processes' batches; G = B in one process).
 
     truth: (B, G) bool "caption j is true of image i" and (B, G) bool "caption i is true of image j" (see
     ``batch_truth``); one (B, B) matrix in one process. True pairs are soft ITC positives and are never drawn as
-    ITM negatives. ``hooks``: a method's task hooks (``ITM_FEATURES``).
+    ITM negatives. ``hooks``: a method's task hooks (``ITM_FEATURES``). ``distill(image_feat=, text_feat=,
+    temp=)``: ITC with momentum distillation (``MomentumDistillation.itc``) in place of ITC within the batch;
+    ITM's hard negatives still come from the global batch's similarities.
     """
     truth_i2t, truth_t2i = (truth, truth.T) if isinstance(truth, torch.Tensor) else truth
     image_embeds, image_feat = encode_images(model, pixels)  # (B, N, d), (B, e)
@@ -253,11 +376,16 @@ def retrieval_losses(
     temp = temp.clamp(min=settings.temp_min, max=0.5)
 
     # every process's features, with gradient: each local row is contrasted with the global batch, as BLIP does
-    image_feat_all, text_feat_all = distributed.gather(image_feat), distributed.gather(text_feat)  # (G, e)
-    sim_i2t = image_feat @ text_feat_all.T / temp  # (B, G)
-    # (B, G); in one process the same products as sim_i2t, so they are not computed twice
-    sim_t2i = sim_i2t.T if image_feat_all is image_feat else (image_feat_all @ text_feat.T).T / temp
-    itc = 0.5 * (_soft_cross_entropy(sim_i2t, truth_i2t) + _soft_cross_entropy(sim_t2i, truth_t2i))
+    # (with distillation these similarities only pick ITM's negatives)
+    with torch.set_grad_enabled(distill is None and torch.is_grad_enabled()):
+        image_feat_all, text_feat_all = distributed.gather(image_feat), distributed.gather(text_feat)  # (G, e)
+        sim_i2t = image_feat @ text_feat_all.T / temp  # (B, G)
+        # (B, G); in one process the same products as sim_i2t, so they are not computed twice
+        sim_t2i = sim_i2t.T if image_feat_all is image_feat else (image_feat_all @ text_feat.T).T / temp
+    if distill is None:
+        itc = 0.5 * (_soft_cross_entropy(sim_i2t, truth_i2t) + _soft_cross_entropy(sim_t2i, truth_t2i))
+    else:
+        itc = distill(image_feat=image_feat, text_feat=text_feat, temp=temp)
 
     # ITM negatives come from the global batch too (their tokens and captions gathered, as BLIP does)
     image_embeds_all = distributed.gather(image_embeds)  # (G, N, d)
@@ -286,7 +414,16 @@ def retrieval_losses(
 
 def _soft_cross_entropy(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Mean over rows of the cross-entropy against the uniform distribution over each row's true columns."""
-    targets = truth.float() / truth.float().sum(1, keepdim=True)
+    return _cross_entropy(logits, _uniform_over(truth))
+
+
+def _uniform_over(truth: torch.Tensor) -> torch.Tensor:
+    """(B, K) bool -> each row's uniform distribution over its true columns."""
+    return truth.float() / truth.float().sum(1, keepdim=True)
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the cross-entropy of softmax(logits) against the distributions ``targets`` (B, K)."""
     return -(F.log_softmax(logits, dim=1) * targets).sum(1).mean()
 
 

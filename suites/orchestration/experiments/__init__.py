@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,6 +191,37 @@ def _check_search(where: str, entry: MethodEntry, method_cls) -> None:
                             "to draw), or give a list for a grid")
 
 
+def _check_entry_shapes(where: str, entry) -> None:
+    """A method entry is a mapping of known keys; ``method`` a name, ``options``/``train``/``search`` mappings,
+    ``samples`` a whole number >= 0."""
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where} must be a mapping such as {{options: {{...}}, train: {{...}}}} (or {{}}), "
+                        f"got {entry!r}")
+    _check_keys(where, entry, MethodEntry)
+    if entry.get("method") is not None and not isinstance(entry["method"], str):
+        raise SpecError(f"{where}.method must be a registered method's name, got {entry['method']!r}")
+    for key, what in (("options", "option: value"), ("train", "setting: value"), ("search", "setting: values")):
+        if entry.get(key) is not None and not isinstance(entry[key], dict):
+            raise SpecError(f"{where}.{key} must be a mapping of {what}, got {entry[key]!r}")
+    samples = entry.get("samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 0):
+        raise SpecError(f"{where}.samples must be a whole number >= 0, got {samples!r}")
+
+
+def _check_search_values(where: str, entry: MethodEntry, method: str) -> None:
+    """Every value a search can give (grid values, choices, a range's ends) is one the trial accepts."""
+    for key, dist in entry.search.items():
+        values = dist if isinstance(dist, list) else next(iter(dist.values()))
+        if not isinstance(values, list):
+            raise SpecError(f"{where}: search.{key}: {next(iter(dist))} takes a list, got {values!r}")
+        for value in values:
+            at = f"{where}: search.{key} value {value!r}"
+            if key.startswith("options."):
+                _check_options(at, method, {**entry.options, key.removeprefix("options."): value})
+            else:
+                _check_train_values(at, {**entry.train, key: value})
+
+
 def groups() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.yaml"))
 
@@ -269,12 +301,29 @@ def _check_benchmark_options(where: str, bench: str, options) -> None:
         if unknown:
             raise SpecError(f"{where}: benchmark {bench!r} has no option(s) {unknown}; its options: {sorted(valid)}")
         for key, value in options.items():
-            if dataclasses.is_dataclass(valid[key]) and isinstance(value, dict):
-                _check_keys(f"{where}.{key}", value, type(valid[key]))
+            _check_structured(f"{where}.{key}", value, _dataclass_of(type(default), key))
     try:
         BENCHMARKS.get(bench)(**options)
     except (TypeError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from None
+
+
+def _dataclass_of(cls: type, name: str) -> type | None:
+    """The dataclass a field of ``cls`` holds (``loss``: LossSettings; ``momentum``: MomentumSettings | None)."""
+    try:
+        hint = typing.get_type_hints(cls).get(name)
+    except (NameError, TypeError):  # annotations this module cannot resolve: the constructor decides
+        return None
+    return next((t for t in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(t)), None)
+
+
+def _check_structured(where: str, value, cls: type | None) -> None:
+    """A mapping given for a dataclass-valued setting: its keys, and those of its own mappings, listed when unknown."""
+    if cls is None or not isinstance(value, dict):
+        return
+    _check_keys(where, value, cls)
+    for key, inner in value.items():
+        _check_structured(f"{where}.{key}", inner, _dataclass_of(cls, key))
 
 
 def _check_per_benchmark(source: str, raw: dict) -> dict[str, BenchmarkEntry]:
@@ -332,6 +381,8 @@ def _check_shapes(source: str, raw: dict) -> None:
     for key in _LISTS:
         if key in raw and not isinstance(raw[key], list):
             raise SpecError(f"{source}: {key} must be a list such as [{raw[key]!r}], got {raw[key]!r}")
+    if "name" in raw and not isinstance(raw["name"], str):
+        raise SpecError(f"{source}: name must be a string (the suite's name), got {raw['name']!r}")
     seeds = raw.get("seeds", [0])
     if not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
         raise SpecError(f"{source}: seeds must be a non-empty list of whole numbers, got {seeds!r}")
@@ -353,15 +404,16 @@ def parse(raw: dict, source: str) -> Experiment:
     methods = {}
     for name, entry in (raw.get("methods") or {}).items():
         entry = entry or {}
-        _check_keys(f"{source}: methods.{name}", entry, MethodEntry)
+        _check_entry_shapes(f"{source}: methods.{name}", entry)
         method_cls = METHODS.get(entry.get("method") or name)  # unknown methods fail with the valid names
-        methods[name] = MethodEntry(**entry)
+        methods[name] = MethodEntry(**{k: v for k, v in entry.items() if v is not None})  # "key:" alone: default
         _check_train(f"{source}: methods.{name}.train", methods[name].train)
         for bench in raw.get("benchmarks") or [None]:
             own = per_benchmark[bench].train if bench in per_benchmark else {}
             _check_train_values(f"{source}: methods.{name}" + (f" on {bench}" if own else ""),
                                 {**(raw.get("train") or {}), **own, **methods[name].train})
         _check_search(f"{source}: methods.{name}", methods[name], method_cls)
+        _check_search_values(f"{source}: methods.{name}", methods[name], entry.get("method") or name)
         _check_options(f"{source}: methods.{name}.options", entry.get("method") or name, methods[name].options)
     check_resources(f"{source}: resources", raw.get("resources") or {})
     _check_task(f"{source}: task", raw.get("task") or {}, raw.get("benchmarks") or [])
