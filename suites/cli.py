@@ -111,8 +111,8 @@ def _cmd_suite(args) -> int:
         exp.methods = {m: exp.methods[m] for m in args.methods}
     if args.seeds:
         exp.seeds = args.seeds
-    if args.steps is not None:
-        exp.train = {**exp.train, "steps": args.steps}
+    if args.steps is not None:  # over every entry's own, and over a recipe's epochs
+        exp.overrides = {"steps": args.steps, "epochs": None}
     specs = experiments.revalidate(exp).trials()
     resources = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": 0, "processes_per_trial": 1,
                  **exp.resources}

@@ -157,3 +157,13 @@ def test_relative_paths_resolve_against_the_directory_the_command_runs_in(tmp_pa
     assert trial.benchmark_options["data_root"] == str(tmp_path / "data")
     assert trial.benchmark_options["ann_root"] == "/abs/ann"
     assert not trial.benchmark_options["image_root"].startswith("~")
+
+
+def test_steps_from_the_command_line_win_over_a_recipe_s_epochs_and_every_entry(capsys):
+    from suites.orchestration import experiments
+
+    exp = experiments.for_targets(["official-coco"])
+    assert all(s.train.get("epochs") for s in exp.trials())  # the recipe counts epochs
+    exp.overrides = {"steps": 3, "epochs": None}
+    specs = experiments.revalidate(exp).trials()
+    assert specs and all(s.train["steps"] == 3 and s.train["epochs"] is None for s in specs)

@@ -268,7 +268,7 @@ def test_ablation_tables_come_from_the_logged_options(report):
     ice_gqt = _tex(report, "ablation_proxy_ice_gqt_proxy-coco")
     rows = ["Aurora (R=8)", "Aurora (R=8, $-$ICE)", "Aurora (R=8, $-$GQT)", "Aurora (R=8, $-$ICE, $-$GQT)"]
     assert [_row(ice_gqt, m)[1:3] for m in rows] == [["on", "on"], ["off", "on"], ["on", "off"], ["off", "off"]]
-    assert "R=16" not in ice_gqt and "CP" not in ice_gqt
+    assert "Aurora (R=16)" not in ice_gqt and "Aurora (R=8, CP)" not in ice_gqt
     rank = _tex(report, "ablation_proxy_rank_proxy-coco")
     order = [line.split(" & ")[0] for line in rank.splitlines() if line.startswith("Aurora")]
     assert order == ["Aurora (R=8, CP)", "Aurora (R=4)", "Aurora (R=8)", "Aurora (R=16)"]  # by core, then rank
@@ -371,7 +371,7 @@ def test_task_settings_are_read_where_the_record_keeps_them():
 
 def test_tables_select_trials_by_task_and_retrieval_modality():
     trials = frame([r for _, r in _records()])
-    assert set(image_trials(trials)["benchmark"]) == {"proxy-coco", "proxy-flickr"}
+    assert set(image_trials(trials)["benchmark"]) == {"proxy-coco", "proxy-flickr", "coco"}
     assert set(video_trials(trials)["benchmark"]) == {"msrvtt", "didemo"}  # they log the median rank
     assert set(vqa_trials(trials)["benchmark"]) == {"vqav2", "msrvtt-qa"}
 

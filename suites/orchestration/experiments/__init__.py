@@ -85,6 +85,7 @@ class Experiment:
     # Ray resources: cpus_per_trial, gpus_per_trial (per process; fractions allowed), max_concurrent (0: as many
     # as fit), processes_per_trial (data-parallel processes, one per GPU); command-line flags override them.
     resources: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # training settings from the command line (--steps), over all
     search_seed: int = 0  # random search draws its configurations in the driver, so --resume sees the same ones
     scheduler: Scheduler | None = None  # early stopping, e.g. {name: asha, grace_period: 100}; default: none
 
@@ -96,8 +97,10 @@ class Experiment:
         return self.backbone, {**self.backbone_options, **own.backbone_options}
 
     def train_of(self, bench: str, entry: MethodEntry) -> dict:
-        """Training settings of ``entry`` on ``bench``: the suite's, the benchmark's, then the method entry's."""
-        return {**self.train, **self.per_benchmark.get(bench, BenchmarkEntry()).train, **entry.train}
+        """Training settings of ``entry`` on ``bench``: the suite's, the benchmark's, the method entry's, then
+        the command line's."""
+        return {**self.train, **self.per_benchmark.get(bench, BenchmarkEntry()).train, **entry.train,
+                **self.overrides}
 
     def options_of(self, bench: str) -> dict:
         """Task settings and options of ``bench``: the suite's task, benchmark_options, then per_benchmark's task."""
