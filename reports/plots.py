@@ -101,10 +101,16 @@ def params_vs_score(df: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     """Bubble chart: trainable parameters (log x) against mean primary score; bubble area: the method's
     trainable bytes (log scale, with a size legend). Each bubble is labelled where the label overlaps no bubble,
     no other label and stays inside the axes. A method with no trainable parameters sits at x = 1, hollow."""
+    primaries = ", ".join(sorted(df["primary_metric"].unique()))
+    fig, _, _ = bubble_chart(score_by_method(df), title, f"mean score over benchmarks ({primaries})")
+    return _save(fig, stem)
+
+
+def bubble_chart(data: pd.DataFrame, title: str, ylabel: str):
+    """``score_by_method``'s rows drawn and labelled -> (figure, axes, the labels' boxes in display pixels)."""
     import seaborn as sns
 
-    data = score_by_method(df)
-    data["x"] = data["params"].clip(lower=1)
+    data = data.assign(x=data["params"].clip(lower=1))
     scale = BubbleScale.spanning(data["bytes"])
     data["area"] = data["bytes"].map(scale.area)
     colours = sns.color_palette("deep", len(data))
@@ -115,9 +121,7 @@ def params_vs_score(df: pd.DataFrame, stem: Path, title: str) -> list[Path]:
                    linewidths=1.2 if hollow else 0.6, alpha=0.75 if not hollow else 1.0, zorder=3)
     ax.set_xscale("log")
     _pad_limits(ax, data)
-    primaries = ", ".join(sorted(df["primary_metric"].unique()))
-    ax.set(xlabel="trainable parameters (log scale; none drawn at 1)",
-           ylabel=f"mean score over benchmarks ({primaries})", title=title)
+    ax.set(xlabel="trainable parameters (log scale; none drawn at 1)", ylabel=ylabel, title=title)
     estimated = "" if data["bytes_logged"].all() else "\n(fp32 assumed where\nnot logged)"
     handles = [ax.scatter([], [], s=scale.area(n), color="0.6", alpha=0.6, label=size_text(n))
                for n in scale.legend_sizes()]
@@ -125,8 +129,7 @@ def params_vs_score(df: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     ax.legend(handles=handles, title=f"trainable bytes{estimated}", loc="upper left", bbox_to_anchor=(1.02, 1.0),
               frameon=False, labelspacing=spacing, borderpad=1.0, title_fontsize=7, fontsize=7, handletextpad=1.5)
     fig.canvas.draw()  # fixes the layout, so that display coordinates are final before labels are placed
-    place_labels(ax, data)
-    return _save(fig, stem)
+    return fig, ax, place_labels(ax, data)
 
 
 def _pad_limits(ax, data: pd.DataFrame) -> None:
@@ -138,57 +141,66 @@ def _pad_limits(ax, data: pd.DataFrame) -> None:
     ax.set_ylim(y_lo - pad, y_hi + pad)
 
 
-# Where a label may sit around its bubble, tried in order: right, left, above, below, then the diagonals;
-# each as (direction x, direction y, horizontal alignment, vertical alignment).
-SPOTS = [(1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", "bottom"),
-         (0, -1, "center", "top"), (1, 1, "left", "bottom"), (-1, 1, "right", "bottom"),
-         (1, -1, "left", "top"), (-1, -1, "right", "top")]
-
-
+# Where a label may sit around its bubble, tried in order: right, left, above, below, the diagonals, then the
+# directions between (degrees); each at growing gaps from the bubble's edge (points), the further ones with a
+# leader line to their bubble.
+ANGLES = (0, 180, 90, 270, 45, 135, 315, 225, 22.5, 157.5, 337.5, 202.5, 67.5, 112.5, 292.5, 247.5)
+GAPS_PT = (3, 10, 18, 28, 40, 55, 75, 100)
 CLEARANCE_PT = 4.0  # the least gap between a label and any other bubble or label
 
 
 def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> list:
-    """Label every bubble at the first spot (``SPOTS``, then the same further out, with a leader line) whose
-    text overlaps no bubble and no placed label, and stays inside the axes -> the labels' boxes (display
-    pixels). Deterministic: bubbles are labelled in ``data``'s order; where no spot is free, the last one
-    tried is used."""
+    """Label every bubble at the first spot (``ANGLES`` x ``GAPS_PT``) whose text overlaps no bubble and no
+    placed label and stays inside the axes -> the labels' boxes (display pixels). Deterministic: bubbles are
+    labelled in ``data``'s order; where no spot is free, the furthest one tried is used."""
     renderer = ax.figure.canvas.get_renderer()
-    to_pt = 72.0 / ax.figure.dpi
+    to_px = ax.figure.dpi / 72.0
     centres = ax.transData.transform(data[["x", "score"]].to_numpy())  # (N, 2) display pixels
-    radii = (data["area"].to_numpy() ** 0.5) / 2 / to_pt  # (N,) pixels: a marker's area is its diameter²
+    radii = (data["area"].to_numpy() ** 0.5) / 2 * to_px  # (N,) pixels: a marker's area is its diameter²
     frame = ax.get_window_extent(renderer)
-    candidates = [(spot, distance) for distance in (1.0, 2.2, 3.6) for spot in SPOTS]
     taken: list = []
     for i, label in enumerate(data["method"]):
-        for n, (spot, distance) in enumerate(candidates, 1):
-            text, box = _try(ax, label, centres[i], radii[i], spot, distance, renderer, to_pt, fontsize)
-            near = box.padded(CLEARANCE_PT / to_pt)  # a label touching another bubble would read as its label
-            clear = (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-                     and not any(near.overlaps(t) for t in taken)
-                     and not any(_circle_hits(near, c, rad) for j, (c, rad) in enumerate(zip(centres, radii))
-                                 if j != i) and not _circle_hits(box, centres[i], radii[i]))
-            if clear or n == len(candidates):
-                taken.append(box)
+        size = _text_size(ax, label, fontsize, renderer)
+        spots = [(gap, angle) for gap in GAPS_PT for angle in ANGLES]
+        for gap, angle in spots:
+            ha, va, anchor, box = _spot(centres[i], radii[i] + gap * to_px, math.radians(angle), size)
+            near = box.padded(CLEARANCE_PT * to_px)  # a label touching another bubble would read as its label
+            if (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                    and not any(near.overlaps(t) for t in taken)
+                    and not any(_circle_hits(near if j != i else box, c, rad)
+                                for j, (c, rad) in enumerate(zip(centres, radii)))):
                 break
-            text.remove()
+        offset = ((anchor[0] - centres[i][0]) / to_px, (anchor[1] - centres[i][1]) / to_px)  # points
+        leader = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 0, "shrinkB": radii[i] / to_px}
+        text = ax.annotate(label, (data["x"].iloc[i], data["score"].iloc[i]), xytext=offset,
+                           textcoords="offset points", ha=ha, va=va, fontsize=fontsize, zorder=4,
+                           arrowprops=leader if gap > GAPS_PT[0] else None, annotation_clip=False)
+        text.set_in_layout(False)
+        taken.append(box)
     return taken
 
 
-def _try(ax, label, centre, radius, spot, distance, renderer, to_pt, fontsize):
-    """An annotation of ``label`` at ``spot`` (direction and alignment), ``distance`` bubble radii plus a gap
-    from the centre -> (the annotation, its bounding box in display pixels)."""
-    dx, dy, ha, va = spot
-    norm = (dx * dx + dy * dy) ** 0.5
-    reach = (radius * distance + 3 / to_pt) / norm  # pixels along each axis
-    offset = (dx * reach * to_pt, dy * reach * to_pt)  # points
-    leader = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 0, "shrinkB": radius * to_pt}
-    props = leader if distance > 1.0 else None  # a label away from its bubble points at it
-    text = ax.annotate(label, tuple(ax.transData.inverted().transform(centre)), xytext=offset,
-                       textcoords="offset points", ha=ha, va=va, fontsize=fontsize, zorder=4, arrowprops=props,
-                       annotation_clip=False)
-    text.set_in_layout(False)
-    return text, text.get_window_extent(renderer)
+def _text_size(ax, label: str, fontsize: float, renderer) -> tuple[float, float]:
+    """The width and height of ``label`` as the axes would draw it (display pixels)."""
+    probe = ax.text(0, 0, label, fontsize=fontsize)
+    box = probe.get_window_extent(renderer)
+    probe.remove()
+    return box.width, box.height
+
+
+def _spot(centre, reach: float, angle: float, size: tuple[float, float]):
+    """A label of ``size`` in direction ``angle`` (radians), ``reach`` pixels from ``centre`` -> (horizontal and
+    vertical alignment, the point the aligned edge sits on, the label's box), all in display pixels."""
+    from matplotlib.transforms import Bbox
+
+    dx, dy = math.cos(angle), math.sin(angle)
+    ha = "left" if dx > 0.3 else "right" if dx < -0.3 else "center"
+    va = "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center"
+    anchor = (centre[0] + reach * dx, centre[1] + reach * dy)
+    width, height = size
+    x0 = {"left": anchor[0], "right": anchor[0] - width, "center": anchor[0] - width / 2}[ha]
+    y0 = {"bottom": anchor[1], "top": anchor[1] - height, "center": anchor[1] - height / 2}[va]
+    return ha, va, anchor, Bbox.from_bounds(x0, y0, width, height)
 
 
 def _circle_hits(box, centre, radius) -> bool:

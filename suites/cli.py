@@ -157,7 +157,9 @@ def _cmd_eval(args) -> int:
         evaluated = evaluate_saved(spec, weights, source.weights_sha256, args.vqa_result_file)
     info = sys.stderr if args.json else sys.stdout  # --json: stdout holds the metrics alone
     if transfer:
-        evaluated = dataclasses.replace(evaluated, name=f"{spec.name}--from-{source.benchmark}")
+        # the weights' own training facts (processes: its global batch) stay the source's
+        evaluated = dataclasses.replace(evaluated, name=f"{spec.name}--from-{source.benchmark}",
+                                        processes=source.processes)
         run_id = tracker.log_transfer(trained_run, evaluated)
         print(f"{source.name} (run {trained_run}) evaluated on {spec.benchmark} without training (zero-shot "
               f"transfer), logged as run {run_id}:", file=info)

@@ -142,12 +142,6 @@ def trial_folder(spec: TrialSpec) -> Path:
     return Path(spec.output_dir) / "trials" / (spec.suite or "adhoc") / spec.name / uuid.uuid4().hex[:12]
 
 
-def reevaluate(spec: TrialSpec, weights: str | Path | None, weights_sha256: str = "") -> dict:
-    """Evaluate a finished trial's saved weights on its test split, without training; the file must match the
-    content hash its run logged, where it logged one."""
-    return evaluate_saved(spec, weights, weights_sha256).metrics
-
-
 def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: str = "",
                    result_file: str | Path | None = None) -> TrialRecord:
     """Build ``spec``'s trial, load its saved trained tensors (checked against ``weights_sha256`` where given)
