@@ -26,6 +26,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-q", *session.posargs)
 
 
+@nox.session(name="verify-proxy")
+def verify_proxy(session: nox.Session) -> None:
+    """Rebuild the bundled proxy backbone by its recipe (minutes of pretraining) and compare it with the shipped one."""
+    _install(session, "dev")
+    session.run("pytest", "-q", "-s", "-m", "rebuild", "tests/test_bundled.py", *session.posargs,
+                env={"AURORA_VERIFY_PROXY": "1"})
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reports.labels import display_name
@@ -121,7 +122,7 @@ def bubble_chart(data: pd.DataFrame, title: str, ylabel: str):
                    linewidths=1.2 if hollow else 0.6, alpha=0.75 if not hollow else 1.0, zorder=3)
     ax.set_xscale("log")
     _pad_limits(ax, data)
-    ax.set(xlabel="trainable parameters (log scale; none drawn at 1)", ylabel=ylabel, title=title)
+    ax.set(xlabel="trainable parameters (log scale; none: hollow, at 1)", ylabel=ylabel, title=title)
     estimated = "" if data["bytes_logged"].all() else "\n(fp32 assumed where\nnot logged)"
     handles = [ax.scatter([], [], s=scale.area(n), color="0.6", alpha=0.6, label=size_text(n))
                for n in scale.legend_sizes()]
@@ -151,33 +152,62 @@ CLEARANCE_PT = 4.0  # the least gap between a label and any other bubble or labe
 
 def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> list:
     """Label every bubble at the first spot (``ANGLES`` x ``GAPS_PT``) whose text overlaps no bubble and no
-    placed label and stays inside the axes -> the labels' boxes (display pixels). Deterministic: bubbles are
-    labelled in ``data``'s order; where no spot is free, the furthest one tried is used."""
+    placed label, stays inside the axes, and whose leader line crosses no other bubble or label -> the labels'
+    boxes (display pixels), in ``data``'s order. Deterministic: the most crowded bubbles are labelled first
+    (they have the fewest free spots); where no spot is free, the one with the fewest collisions is used."""
     renderer = ax.figure.canvas.get_renderer()
     to_px = ax.figure.dpi / 72.0
     centres = ax.transData.transform(data[["x", "score"]].to_numpy())  # (N, 2) display pixels
     radii = (data["area"].to_numpy() ** 0.5) / 2 * to_px  # (N,) pixels: a marker's area is its diameter²
     frame = ax.get_window_extent(renderer)
-    taken: list = []
-    for i, label in enumerate(data["method"]):
-        size = _text_size(ax, label, fontsize, renderer)
-        spots = [(gap, angle) for gap in GAPS_PT for angle in ANGLES]
-        for gap, angle in spots:
+    crowd = [sum(math.dist(c, o) < 60 * to_px for o in centres) for c in centres]
+    boxes: dict[int, object] = {}
+    for i in sorted(range(len(data)), key=lambda k: (-crowd[k], k)):
+        size = _text_size(ax, data["method"].iloc[i], fontsize, renderer)
+        others = [(c, rad) for j, (c, rad) in enumerate(zip(centres, radii)) if j != i]
+        best = None
+        for gap, angle in ((gap, angle) for gap in GAPS_PT for angle in ANGLES):
             ha, va, anchor, box = _spot(centres[i], radii[i] + gap * to_px, math.radians(angle), size)
-            near = box.padded(CLEARANCE_PT * to_px)  # a label touching another bubble would read as its label
-            if (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-                    and not any(near.overlaps(t) for t in taken)
-                    and not any(_circle_hits(near if j != i else box, c, rad)
-                                for j, (c, rad) in enumerate(zip(centres, radii)))):
+            leader = _leader(centres[i], radii[i], anchor) if gap > GAPS_PT[0] else []
+            collisions = _collisions(box, leader, frame, list(boxes.values()), others, (centres[i], radii[i]),
+                                     CLEARANCE_PT * to_px)
+            if best is None or collisions < best[0]:
+                best = (collisions, gap, ha, va, anchor, box)
+            if collisions == 0:
                 break
-        offset = ((anchor[0] - centres[i][0]) / to_px, (anchor[1] - centres[i][1]) / to_px)  # points
-        leader = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 0, "shrinkB": radii[i] / to_px}
-        text = ax.annotate(label, (data["x"].iloc[i], data["score"].iloc[i]), xytext=offset,
-                           textcoords="offset points", ha=ha, va=va, fontsize=fontsize, zorder=4,
-                           arrowprops=leader if gap > GAPS_PT[0] else None, annotation_clip=False)
-        text.set_in_layout(False)
-        taken.append(box)
-    return taken
+        _, gap, ha, va, anchor, box = best
+        _annotate(ax, data, i, anchor, ha, va, radii[i], to_px, fontsize, leader=gap > GAPS_PT[0])
+        boxes[i] = box
+    return [boxes[i] for i in range(len(data))]
+
+
+def _leader(centre, radius: float, anchor) -> list:
+    """Points along a leader line from the bubble's edge to the label (display pixels)."""
+    return [p for p in (centre + (anchor - centre) * t for t in np.linspace(0, 1, 32))
+            if math.dist(p, centre) > radius]
+
+
+def _collisions(box, leader: list, frame, labels: list, others: list, own: tuple, clearance: float) -> int:
+    """What a label at ``box`` with ``leader`` would collide with: the axes' edge (counted heavily), its own
+    bubble, other bubbles and labels within ``clearance``, and bubbles or labels its leader crosses."""
+    near = box.padded(clearance)  # a label touching another bubble would read as its label
+    outside = not (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1))
+    return (100 * outside + _circle_hits(box, *own) + sum(near.overlaps(b) for b in labels)
+            + sum(_circle_hits(near, c, rad) for c, rad in others)
+            + sum(any(b.contains(*pt) for pt in leader) for b in labels)
+            + sum(any(math.dist(pt, c) < rad for pt in leader) for c, rad in others))
+
+
+def _annotate(ax, data: pd.DataFrame, i: int, anchor, ha: str, va: str, radius: float, to_px: float,
+              fontsize: float, leader: bool) -> None:
+    """Row ``i``'s label with its aligned edge at ``anchor`` (display pixels); a leader line to the bubble's edge."""
+    centre = ax.transData.transform((data["x"].iloc[i], data["score"].iloc[i]))
+    offset = ((anchor[0] - centre[0]) / to_px, (anchor[1] - centre[1]) / to_px)  # points
+    line = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 0, "shrinkB": radius / to_px}
+    text = ax.annotate(data["method"].iloc[i], (data["x"].iloc[i], data["score"].iloc[i]), xytext=offset,
+                       textcoords="offset points", ha=ha, va=va, fontsize=fontsize, zorder=4,
+                       arrowprops=line if leader else None, annotation_clip=False)
+    text.set_in_layout(False)
 
 
 def _text_size(ax, label: str, fontsize: float, renderer) -> tuple[float, float]:
@@ -196,7 +226,7 @@ def _spot(centre, reach: float, angle: float, size: tuple[float, float]):
     dx, dy = math.cos(angle), math.sin(angle)
     ha = "left" if dx > 0.3 else "right" if dx < -0.3 else "center"
     va = "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center"
-    anchor = (centre[0] + reach * dx, centre[1] + reach * dy)
+    anchor = np.array([centre[0] + reach * dx, centre[1] + reach * dy])
     width, height = size
     x0 = {"left": anchor[0], "right": anchor[0] - width, "center": anchor[0] - width / 2}[ha]
     y0 = {"bottom": anchor[1], "top": anchor[1] - height, "center": anchor[1] - height / 2}[va]

@@ -103,12 +103,7 @@ def _cmd_suite(args) -> int:
     from suites.orchestration.runner import run_suite
     from suites.orchestration.tracking import check_reachable, tracking_uri
 
-    exp = experiments.for_targets(args.targets or ["retrieval"])
-    if args.methods:
-        unknown = [m for m in args.methods if m not in exp.methods]
-        if unknown:
-            raise UnknownNameError(f"method(s) {unknown} not in suite {exp.name!r}; its methods: {', '.join(exp.methods)}")
-        exp.methods = {m: exp.methods[m] for m in args.methods}
+    exp = experiments.for_targets(args.targets or ["retrieval"], args.methods)
     if args.seeds:
         exp.seeds = args.seeds
     if args.steps is not None:  # over every entry's own, and over a recipe's epochs
@@ -118,16 +113,66 @@ def _cmd_suite(args) -> int:
                  **exp.resources}
     resources.update({k: v for k in resources if (v := getattr(args, k)) is not None})  # flags win
     experiments.check_resources("command line", resources)
-    check_reachable(tracking_uri(args.output, args.tracking_uri))  # before the proxy pretraining, not after
+    summary = (f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} "
+               f"methods x up to {len(exp.seeds)} seeds)")
+    if args.dry_run:
+        return _print_dry_run(summary, specs, args)
+    uri = tracking_uri(args.output, args.tracking_uri)
+    check_reachable(uri)  # before the proxy pretraining, not after
     preflight(specs, resources, args.address, args.output)
-    print(f"suite {exp.name}: {len(specs)} trials ({len(exp.benchmarks)} benchmarks x {len(exp.methods)} methods "
-          f"x up to {len(exp.seeds)} seeds) -> {args.output}", flush=True)
+    print(f"{summary} -> {args.output}", flush=True)
     result = run_suite(specs, exp.name, args.output, args.tracking_uri, args.address, **resources,
                        retries=args.retries, resume=args.resume, scheduler=exp.scheduler, summarize=ranking_files)
     records, failures = result
     print_ranking(records, failures)
     print(f"{len(records)} trial(s) finished, {len(result.stopped)} stopped early, {len(failures)} failed", flush=True)
+    print("\n".join(_next_steps(uri, args)), flush=True)
     return 1 if failures else 0  # scripts and CI can tell a suite with any failed trial
+
+
+def _print_dry_run(summary: str, specs, args) -> int:
+    """``suite --dry-run``: the validated trials, one a line, with the MLflow run name each would get; no Ray,
+    no store, no pretraining, nothing written."""
+    import dataclasses
+    from pathlib import Path
+
+    from suites.orchestration.tracking import run_name, user_tracking_uri
+
+    print(f"{summary} (dry run: nothing started)")
+    for spec in specs:
+        print(f"  {spec.name:40s} {run_name(dataclasses.asdict(spec), spec.row)}")
+    uri = args.tracking_uri or user_tracking_uri() or f"sqlite:///{Path(args.output).expanduser().resolve()}/mlflow.db"
+    print(f"would log to {uri}")
+    return 0
+
+
+def _next_steps(uri: str, args) -> list[str]:
+    """The suite's closing lines: where its runs are, and the commands that show them."""
+    from suites.orchestration.tracking import Tracker
+
+    experiment_id = Tracker(uri, create=False).experiment_id
+    command, url = mlflow_ui(uri, experiment_id)
+    report = "aurora-bench report" + (f" --output {args.output}" if args.output != "outputs" else "")
+    report += f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+    lines = [f"MLflow store: {uri}", f"tables and plots: {report}"]
+    if command:
+        lines.append(f"browse the runs: {command}   then open {url}")
+    else:
+        lines.append(f"browse the runs: {url}")
+    return lines
+
+
+def mlflow_ui(uri: str, experiment_id: str, port: int = 5000) -> tuple[str | None, str]:
+    """-> (the command that serves MLflow's UI for store ``uri``, or None when ``uri`` is a tracking server
+    that serves it already; the address of the experiment's runs). MLflow 3.17's UI opens an experiment on
+    GenAI traces unless its ``workflowType`` is machine learning: the address sets it, and the runs tab."""
+    import shlex
+
+    view = f"/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return None, uri.rstrip("/") + view
+    return (f"mlflow ui --backend-store-uri {shlex.quote(uri)} --port {port}",
+            f"http://127.0.0.1:{port}{view}")
 
 
 def _cmd_eval(args) -> int:
@@ -217,14 +262,16 @@ def _error(message: str) -> int:
 
 def _cmd_report(args) -> int:
     from reports.build import write_report
+    from reports.labels import LabelError
     from reports.reported import ReportedError
     from suites.orchestration.tracking import tracking_uri
 
     reported = [] if args.no_reported else args.reported
     try:
         paths = write_report(args.output, tracking_uri(args.output, args.tracking_uri), args.experiment, reported,
-                             args.bench)
-    except (ReportedError, FileNotFoundError) as err:  # no runs yet, or a malformed file of published numbers
+                             args.bench, args.labels)
+    # no runs yet, a malformed file of published numbers, or labels that do not apply
+    except (ReportedError, FileNotFoundError, LabelError) as err:
         print(f"aurora-bench: error: {err}", file=sys.stderr)
         return 2
     for p in paths:
@@ -248,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("suite", help="run a suite group, benchmarks or a YAML spec through Ray Tune + MLflow")
     p.add_argument("targets", nargs="*", help="group (retrieval), benchmark names, or a YAML spec")
-    p.add_argument("--methods", nargs="+", help="run only these methods of the suite")
+    p.add_argument("--methods", nargs="+",
+                   help="run these methods: the suite's entries keep their settings, any other registered method "
+                        "runs with its defaults and the suite's training settings (default: the suite's methods)")
     p.add_argument("--seeds", nargs="+", type=int, help="override the seeds")
     p.add_argument("--steps", type=int, help="override the training steps")
     p.add_argument("--output", default="outputs", help="output folder (MLflow sqlite, Ray results, weights)")
@@ -263,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retries", type=int, default=0, help="rerun a trial that raised up to this many times")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest run of this suite: keep its finished trials, run the rest")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and list the trials (with their MLflow run names); start nothing, write nothing")
     p.set_defaults(func=_cmd_suite)
 
     p = sub.add_parser("eval", help="re-evaluate a finished trial's saved weights (MLflow run id), no training; "
@@ -301,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reported", nargs="+", metavar="PATH",
                    help="YAML files or folders of published numbers (default: the packaged reports/reported/)")
     p.add_argument("--no-reported", action="store_true", help="show no published numbers")
+    p.add_argument("--labels", metavar="YAML", help="method labels for the tables, e.g. 'lora: \"LoRA, rank {r}\"' "
+                   "(default: <output>/labels.yaml where it exists)")
     p.add_argument("--bench", metavar="JSON", help="suites.perf.step output to plot (default: <output>/bench.json)")
     p.set_defaults(func=_cmd_report)
 

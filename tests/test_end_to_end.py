@@ -75,7 +75,7 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     assert sorted(df["method"].unique()) == ["aurora", "frozen", "lora"]
     paths = write_report(tmp_path, uri)
     text = paths[0].read_text()
-    assert "\\toprule" in text and "\\textbf{" in text and "aurora" in text
+    assert "\\toprule" in text and "\\textbf{" in text and "Aurora (R=" in text  # rows by their labels
 
 
 def test_eval_refuses_a_damaged_weights_artifact(tmp_path, capsys):

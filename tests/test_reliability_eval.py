@@ -89,3 +89,14 @@ def test_a_truncated_weights_artifact_is_one_line(store, capsys, run):
         f.write(data[: len(data) // 2])
     line = eval_error(capsys, out, runs[run])
     assert "trained.safetensors is damaged" in line and "rerun the trial" in line
+
+
+def test_a_missing_weights_artifact_is_one_line(store, capsys):
+    out, runs = store
+    tracker = Tracker(tracking_uri(out), create=False)
+    folder = tracker.client.get_run(runs["unchecked"]).info.artifact_uri.removeprefix("file://")
+    import os
+
+    os.remove(f"{folder}/trained.safetensors")
+    line = eval_error(capsys, out, runs["unchecked"])
+    assert "has no saved weights (trained.safetensors): rerun the trial" in line

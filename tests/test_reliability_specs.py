@@ -120,6 +120,11 @@ def bad_values():
         yield f"{'.'.join(path)}={new!r}", yaml.safe_dump(replaced(path, new), sort_keys=False)
     yield "seeds repeat", yaml.safe_dump({**BASE, "seeds": [1, 1]}, sort_keys=False)
     yield "task setting of no benchmark", yaml.safe_dump({**BASE, "task": {"no_such_setting": 1}}, sort_keys=False)
+    for loss in ({"itm_negatives": "bogus"}, {"itm_weight": -1}, {"itm_anchors": 1.5}, {"temp_min": "low"},
+                 {"momentum": {"decay": 1.5}}, {"momentum": {"queue_size": -8}}, {"momentum": {"queue": 8}},
+                 {"momentum": "yes"}, {"no_such_loss_setting": 1}):
+        task = {**BASE["task"], "loss": loss}
+        yield f"task.loss={loss!r}", yaml.safe_dump({**BASE, "task": task}, sort_keys=False)
 
 
 def duplicated_keys():

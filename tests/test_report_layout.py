@@ -9,7 +9,6 @@ import math
 
 import pandas as pd
 import pytest
-from matplotlib.text import Text
 from test_reports import ABLATION, BENCH, _record, _records
 
 from reports.build import write_all
@@ -95,10 +94,13 @@ def test_bubble_labels_overlap_no_bubble_no_label_and_stay_in_the_axes():
     data = pd.DataFrame({"method": names, "params": [4528, 4528, 2992, 2992, 24576, 1.5e6, 0],
                          "score": [36.9, 35.4, 34.7, 34.0, 35.0, 58.0, 22.0]})
     data = data.assign(bytes=4 * data["params"], bytes_logged=True, benchmarks=1)
+    Text = pytest.importorskip("matplotlib.text").Text  # the reports extra
     fig, ax, boxes = bubble_chart(data, "crowded", "score")
     renderer = fig.canvas.get_renderer()
     frame_box = ax.get_window_extent(renderer)
-    texts = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}  # the text, not its leader
+    for t in ax.texts:
+        t.get_window_extent(renderer)  # places each annotation's text (and leader line)
+    texts = {t.get_text(): Text.get_window_extent(t) for t in ax.texts}  # the text alone, without its leader
     assert sorted(texts) == sorted(names) and len(boxes) == len(names)
     for name, box in texts.items():
         assert frame_box.contains(box.x0, box.y0) and frame_box.contains(box.x1, box.y1), name

@@ -446,3 +446,16 @@ def test_blips_published_fine_tuning_numbers_are_packaged():
     assert blip["coco", "full_finetune", "itm_txt_r1"] == 81.9 and blip["coco", "full_finetune", "itm_img_r10"] == 91.5
     assert blip["flickr30k", "full_finetune-14m", "itm_img_r1"] == 87.2 and blip["vqav2", "full_finetune", "accuracy"] == 78.24
     assert len(blip) == 26
+
+
+def test_the_report_command_takes_label_overrides(report, tmp_path, capsys):
+    from suites.cli import main
+
+    out, _, uri = report
+    labels = tmp_path / "labels.yaml"
+    labels.write_text('lora: "LoRA, rank {r}"\n')
+    assert main(["report", "--output", str(out), "--tracking-uri", uri, "--labels", str(labels)]) == 0
+    assert "LoRA, rank 4" in _tex(report, "retrieval_proxy_itm_proxy-coco")
+    labels.write_text('lora: "LoRA {rnak}"\n')
+    assert main(["report", "--output", str(out), "--tracking-uri", uri, "--labels", str(labels)]) == 2
+    assert "rnak" in capsys.readouterr().err

@@ -108,9 +108,37 @@ class SuiteResult(tuple):
         return result
 
 
+def eta_seconds(durations_s: list[float], unfinished: int, at_once: int) -> float | None:
+    """Seconds until the suite ends, estimated as the mean time of the trials finished so far (driver clock,
+    start to result) x the trials not finished / the trials run at once. None before any trial has finished:
+    no estimate rather than a made-up one. Trials running now count as not started (their progress is not
+    known), so the estimate errs long while they run; ``at_once`` is capped at the trials left. None too
+    once every trial has ended."""
+    if not durations_s or unfinished <= 0:
+        return None
+    return sum(durations_s) / len(durations_s) * unfinished / max(1, min(at_once, unfinished))
+
+
+def progress_line(done: int, running: int, total: int, eta_s: float | None) -> str:
+    """The prefix of every progress line: ``[3/12 done, 2 running, 7 queued, ETA ~6 min]`` (no ETA: none)."""
+    queued = max(0, total - done - running)
+    eta = "" if eta_s is None else f", ETA ~{_duration(eta_s)}"
+    return f"[{done}/{total} done, {running} running, {queued} queued{eta}]"
+
+
+def _duration(seconds: float) -> str:
+    """45 s, 6 min, 2 h 05 min."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def _callback(tracker, parent_id: str, records: list, failures: list, stopped: list, total: int,
               scheduler: str = ""):
     from ray.tune import Callback
+
+    from suites.orchestration.tracking import run_name
 
     class LogToMlflow(Callback):
         """Driver-side: log each trial the moment it reports, fails or is stopped (one writer for the store)."""
@@ -120,13 +148,25 @@ def _callback(tracker, parent_id: str, records: list, failures: list, stopped: l
             self.started: dict[str, float] = {}  # trial id -> when Ray started it (driver clock)
             self.progress: dict[str, list[dict]] = {}  # trial id -> its intermediate results so far
             self.logged: set[str] = set()  # trial ids whose final record is logged
+            self.durations: list[float] = []  # driver-clock seconds of each trial finished or stopped here
+            self.at_once = 1  # the most trials seen running together: the suite's concurrency, for the ETA
 
         def _done(self) -> str:
-            return f"[{len(records) + len(failures) + len(stopped)}/{total}]"
+            done = len(records) + len(failures) + len(stopped)
+            eta = eta_seconds(self.durations, total - done, self.at_once)
+            return progress_line(done, len(self.started), total, eta)
+
+        def _ended(self, trial) -> float:
+            """The trial's time since Ray started it, now that it has ended (0 if its start was not seen)."""
+            started = self.started.pop(trial.trial_id, None)
+            return 0.0 if started is None else time.perf_counter() - started
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started[trial.trial_id] = time.perf_counter()
             self.progress[trial.trial_id] = []
+            self.at_once = max(self.at_once, len(self.started))
+            spec = trial.config["spec"]
+            print(f"{self._done()} started {run_name(spec, TrialSpec(**spec).row)}", flush=True)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "record" not in result:
@@ -136,12 +176,13 @@ def _callback(tracker, parent_id: str, records: list, failures: list, stopped: l
             record = TrialRecord.from_json(result["record"])
             record.run_id = tracker.log_trial(parent_id, record)
             # what Ray and MLflow add to the trial's own work: worker start-up, transfer and logging
-            record.orchestration_overhead_s = time.perf_counter() - record.wall_time_s \
-                - self.started.pop(trial.trial_id, time.perf_counter())
+            elapsed = self._ended(trial) or record.wall_time_s
+            record.orchestration_overhead_s = elapsed - record.wall_time_s
             tracker.log_metric(record.run_id, "orchestration_overhead_s", record.orchestration_overhead_s)
             records.append(record)
-            print(f"{self._done()} {record.name}: {record.primary_metric} {record.primary:.1f} "
-                  f"({record.wall_time_s:.0f} s)", flush=True)
+            self.durations.append(elapsed)
+            print(f"{self._done()} {run_name(record.spec, record.row)}: {record.primary_metric} "
+                  f"{record.primary:.1f} ({record.wall_time_s:.0f} s)", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             # Ray calls this for a trial that returned and for one a scheduler stopped (status TERMINATED
@@ -154,26 +195,29 @@ def _callback(tracker, parent_id: str, records: list, failures: list, stopped: l
             entry = StoppedTrial(
                 spec=trial.config["spec"], name=spec.name, row=spec.row, history=history,
                 stopped_early=scheduler or "scheduler", step=int(last.get("step", 0)),
-                val_score=validation_score(history),
-                wall_time_s=time.perf_counter() - self.started.pop(trial.trial_id, time.perf_counter()))
+                val_score=validation_score(history), wall_time_s=self._ended(trial))
             entry.run_id = tracker.log_stopped(parent_id, entry)
             stopped.append(entry)
-            print(f"{self._done()} STOPPED {spec.name} by {entry.stopped_early} at step {entry.step} "
-                  f"(validation score {entry.val_score:.1f})", flush=True)
+            self.durations.append(entry.wall_time_s)
+            print(f"{self._done()} STOPPED {run_name(entry.spec, spec.row)} by {entry.stopped_early} at step "
+                  f"{entry.step} (validation score {entry.val_score:.1f})", flush=True)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self.progress[trial.trial_id] = []
+            self._ended(trial)  # pending again until Ray restarts it (on_trial_start)
             reason = (_read_error(trial).strip().splitlines() or ["unknown error"])[-1]
-            print(f"retrying {TrialSpec(**trial.config['spec']).name} after: {reason}", flush=True)
+            spec = trial.config["spec"]
+            print(f"retrying {run_name(spec, TrialSpec(**spec).row)} after: {reason}", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            self._ended(trial)
             error = _read_error(trial)
             spec = TrialSpec(**trial.config["spec"])
             failure = FailedTrial(spec=trial.config["spec"], name=spec.name, row=spec.row, error=error,
                                   reason=error.strip().splitlines()[-1] if error.strip() else "unknown error")
             failure.run_id = tracker.log_failure(parent_id, failure)
             failures.append(failure)
-            print(f"{self._done()} FAILED {spec.name}: {failure.reason}", flush=True)
+            print(f"{self._done()} FAILED {run_name(failure.spec, spec.row)}: {failure.reason}", flush=True)
 
     return LogToMlflow()
 
@@ -203,7 +247,8 @@ def _resume(tracker, parent: str, specs: list[TrialSpec]) -> tuple[list[TrialRec
     done: dict[str, str] = {}
     stopped: list[StoppedTrial] = []
     for run in tracker.trial_runs(parent):
-        trial = run.info.run_name
+        # runs carry the trial's name in the tag ``trial`` (their own name is for people); older runs as name
+        trial = run.data.tags.get("trial") or run.info.run_name
         if trial not in wanted:  # a trial of this suite that this command does not ask for: left as it is
             continue
         early = run.info.status == "KILLED" and run.data.tags.get("stopped_early")

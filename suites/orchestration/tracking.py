@@ -20,6 +20,7 @@ from pathlib import Path
 from suites.record import FailedTrial, StoppedTrial, TrialRecord
 
 EXPERIMENT = "aurora-bench"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 # $MLFLOW_TRACKING_URI as this process found it, before any in-process mlflow.set_tracking_uri
@@ -179,9 +180,25 @@ def spec_hash(spec: dict) -> str:
     return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _trial_tags(parent_id: str, spec: dict, row: str, status: str) -> dict:
-    """The tags every trial run carries, finished, failed or stopped."""
-    return {"mlflow.parentRunId": parent_id, "kind": "trial", "status": status, "method": row,
+def run_name(spec: dict, row: str) -> str:
+    """What MLflow's run list shows for a run: the method first (with the options its entry sets), then the seed
+    and the benchmark, e.g. ``lora r=4 alpha=8 · seed0 · proxy-coco``. A variant's or a search configuration's
+    row already says what sets it apart (``aurora-no-ice``, ``lora[lr=0.001,r=8]``), so it stands alone."""
+    method = row
+    if row == spec["method"] and spec.get("method_options"):
+        method += " " + " ".join(f"{k}={_short(v)}" for k, v in spec["method_options"].items())
+    return f"{method} · seed{spec['seed']} · {spec['benchmark']}"
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _trial_tags(parent_id: str, spec: dict, row: str, status: str, trial: str) -> dict:
+    """The tags every trial run carries, finished, failed or stopped; ``trial`` is the trial's name
+    (``benchmark--row--seedN``), which ``--resume`` matches (the run's name is for people: ``run_name``)."""
+    return {"mlflow.parentRunId": parent_id, "kind": "trial", "trial": trial, "status": status, "method": row,
             "registry_method": spec["method"], "suite": spec.get("suite", ""), "benchmark": spec["benchmark"],
             "seed": str(spec["seed"]), "spec_hash": spec_hash(spec), "git_commit": git_commit()}
 
@@ -245,9 +262,18 @@ class Tracker:
             return exp.experiment_id
 
     def start_suite(self, name: str, tags: dict) -> str:
+        self._mark_experiment_kind()
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={"kind": "suite", "git_commit": git_commit(), **package_versions(), **tags})
         return run.info.run_id
+
+    def _mark_experiment_kind(self) -> None:
+        """Tag the experiment as model training (``mlflow.experimentKind``) unless someone chose its kind, so
+        MLflow UIs that go by the tag open it on its runs rather than on GenAI traces; MLflow 3.17's UI goes by
+        its ``workflowType`` instead, which the link the suite prints sets."""
+        experiment = self.client.get_experiment(self.experiment_id)
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
 
     def latest_suite(self, name: str) -> str | None:
         """The run id of the newest suite run called ``name``, or None."""
@@ -301,20 +327,22 @@ class Tracker:
         end_ms = int(time.time() * 1000)
         start_ms = end_ms - int(record.wall_time_s * 1000)
         tags = {
-            **_trial_tags(parent_id, record.spec, record.row, "FINISHED"),
+            **_trial_tags(parent_id, record.spec, record.row, "FINISHED", record.name),
             "tier": record.tier, "task": record.task, "primary_metric": record.primary_metric,
             "backbone": record.backbone, "hardware": record.hardware, "device": record.device,
             "weights_sha256": record.weights_sha256,
             "precision": record.precision, **package_versions(),
         }
-        return self._log_record(self.experiment_id, tags, record, start_ms, end_ms)
+        return self._log_record(self.experiment_id, tags, record, start_ms, end_ms,
+                                run_name(record.spec, record.row))
 
-    def _log_record(self, experiment_id: str, tags: dict, record: TrialRecord, start_ms: int, end_ms: int) -> str:
+    def _log_record(self, experiment_id: str, tags: dict, record: TrialRecord, start_ms: int, end_ms: int,
+                    name: str) -> str:
         """One finished run of ``record``: its settings as params, metrics and curves, ``record.json`` and the
         weights it saved (if any)."""
         from mlflow.entities import Metric, Param
 
-        run = self.client.create_run(experiment_id, start_time=start_ms, run_name=record.name, tags=tags)
+        run = self.client.create_run(experiment_id, start_time=start_ms, run_name=name, tags=tags)
         rid = run.info.run_id
         params = _flatten("method", record.method_config, {})
         params.update(_flatten("train", record.train_config, {}))
@@ -352,8 +380,9 @@ class Tracker:
             "device": record.device, "precision": record.precision, "weights_sha256": record.weights_sha256,
             "git_commit": git_commit(), **package_versions(), **({"mlflow.parentRunId": parent} if parent else {}),
         }
+        name = f"{run_name(spec, record.row)} (from {tags['source_benchmark']})"
         return self._log_record(source.info.experiment_id, tags, record,
-                                end_ms - int(record.wall_time_s * 1000), end_ms)
+                                end_ms - int(record.wall_time_s * 1000), end_ms, name)
 
     def source_of(self, run_id: str) -> str | None:
         """The run whose trained weights a transfer run evaluated; None for any other run."""
@@ -361,8 +390,9 @@ class Tracker:
 
     def log_failure(self, parent_id: str, failure: FailedTrial) -> str:
         """Log a failed trial as a FAILED run with its error."""
-        tags = {**_trial_tags(parent_id, failure.spec, failure.row, "FAILED"), "error": failure.error[-4000:]}
-        run = self.client.create_run(self.experiment_id, run_name=failure.name, tags=tags)
+        tags = {**_trial_tags(parent_id, failure.spec, failure.row, "FAILED", failure.name),
+                "error": failure.error[-4000:]}
+        run = self.client.create_run(self.experiment_id, run_name=run_name(failure.spec, failure.row), tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id
 
@@ -373,10 +403,10 @@ class Tracker:
         from mlflow.entities import Metric
 
         end_ms = int(time.time() * 1000)
-        tags = {**_trial_tags(parent_id, stopped.spec, stopped.row, "STOPPED"),
+        tags = {**_trial_tags(parent_id, stopped.spec, stopped.row, "STOPPED", stopped.name),
                 "stopped_early": stopped.stopped_early, "stopped_at_step": str(stopped.step)}
         run = self.client.create_run(self.experiment_id, start_time=end_ms - int(stopped.wall_time_s * 1000),
-                                     run_name=stopped.name, tags=tags)
+                                     run_name=run_name(stopped.spec, stopped.row), tags=tags)
         rid = run.info.run_id
         last = {"val_score": stopped.val_score, "stopped_at_step": stopped.step, "wall_time_s": stopped.wall_time_s}
         self.client.log_batch(rid, metrics=[Metric(k, float(v), end_ms, 0) for k, v in last.items()]

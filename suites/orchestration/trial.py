@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from aurora.api import TargetingError, create_method, merged, param_report, train_heads
-from aurora.checkpoint import check_sha256, file_sha256, load_trained, save_trained
+from aurora.checkpoint import DamagedCheckpoint, check_sha256, file_sha256, load_trained, save_trained
 from suites.backbones import build_backbone
 from suites.benchmarks import BENCHMARKS, Benchmark
 from suites.engine import distributed
@@ -155,7 +155,8 @@ def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: 
     bench, (_, _, test_data), backbone, method = build_trial(spec)
     if method.trains:
         if weights is None:
-            raise ValueError(f"trial {spec.name} trained {spec.method} but has no saved weights")
+            raise DamagedCheckpoint(f"trial {spec.name} trained {spec.method} but its run has no saved weights "
+                                    "(trained.safetensors): rerun the trial")
         if weights_sha256:
             check_sha256(weights, weights_sha256)
         load_trained(backbone.model, weights)

@@ -2,6 +2,10 @@
 
 The cache key hashes the pretraining config and the world version, so a changed recipe never reuses a
 stale model. ``AURORA_CACHE`` (default ``~/.cache/aurora-bench``) sets where it lives.
+
+The package ships the entries of the current recipes (``bundled/<label>/<key>/``, the cache's own layout, made by
+``python -m suites.synthetic.bundle``): a cache that lacks an entry starts from the bundled copy of the same key
+instead of minutes of pretraining. Any other key pretrains as before; ``AURORA_BUNDLED=0`` ignores the bundle.
 """
 
 from __future__ import annotations
@@ -127,6 +131,36 @@ def write_checksums(folder: Path) -> None:
     partial.replace(folder / CHECKSUMS)
 
 
+BUNDLED = Path(__file__).parent / "bundled"  # package data: exact cache entries of the current recipes
+
+
+def bundled_entry(label: str, key: str) -> Path | None:
+    """The package's copy of cache entry ``<label>/<key>``, if it ships one and ``AURORA_BUNDLED`` is not 0."""
+    if os.environ.get("AURORA_BUNDLED", "1") == "0":
+        return None
+    folder = BUNDLED / label / key
+    return folder if folder.is_dir() else None
+
+
+def install_bundled(bundle: Path, folder: Path, label: str) -> bool:
+    """Copy a sound bundled entry into the cache ``folder``, checksums last (as a built entry is sealed);
+    -> False, saying why in one line, when the bundled copy does not match its own checksums."""
+    if (why := damage(bundle)) is not None:
+        print(f"aurora-bench: not using the bundled {label} backbone in {bundle}: {why}; pretraining it instead",
+              file=sys.stderr, flush=True)
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(bundle, tmp)
+    for f in sorted(tmp.iterdir(), key=lambda f: f.name == CHECKSUMS):
+        f.replace(folder / f.name)
+    tmp.rmdir()
+    print(f"aurora-bench: {label} backbone {bundle.name} copied from the package's bundled copy (built by the same "
+          "recipe; `nox -s verify-proxy` rebuilds and compares it)", file=sys.stderr, flush=True)
+    return True
+
+
 def damage(folder: Path) -> str | None:
     """Why the cache entry in ``folder`` cannot be trusted, or None when every file matches its checksum."""
     if not (folder / CHECKSUMS).is_file():
@@ -189,7 +223,8 @@ def _quiet_transformers():
 
 
 def cached_backbone(folder: Path, label: str, cfg, model_cls, image_size: int, build) -> Backbone:
-    """Load a pretrained proxy backbone from ``folder``, or ``build()`` -> (backbone, info) and cache it.
+    """Load a pretrained proxy backbone from ``folder`` (filled from the package's bundled copy of the same key
+    where the cache has none), or ``build()`` -> (backbone, info) and cache it.
 
     The entry is written to a temporary folder, moved in, and sealed with checksums written last. An entry
     that is incomplete or whose files do not match their checksums is rebuilt, saying why in one line.
@@ -199,6 +234,8 @@ def cached_backbone(folder: Path, label: str, cfg, model_cls, image_size: int, b
     if folder.exists() and (why := damage(folder)) is not None:
         print(f"aurora-bench: rebuilding the cached {label} backbone in {folder}: {why}", file=sys.stderr, flush=True)
         shutil.rmtree(folder, ignore_errors=True)
+    if not folder.exists() and (bundle := bundled_entry(label, cfg.key())) is not None:
+        install_bundled(bundle, folder, label)
     if folder.exists():
         info = json.loads((folder / "info.json").read_text())
         model = mark_backbone(from_pretrained(folder, model_cls))

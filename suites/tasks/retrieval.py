@@ -118,6 +118,9 @@ class VideoRetrievalData(RetrievalData):
         return [sample_frames(self.images[i], self.n_frames, self.frame_mode, rng) for i in idx]
 
 
+ITM_NEGATIVES = ("hard", "random", "mixed")
+
+
 @dataclass
 class MomentumSettings:
     """BLIP's momentum distillation: ITC contrasts the online features with a momentum model's (an exponential
@@ -154,6 +157,14 @@ class LossSettings:
     momentum: MomentumSettings | None = None
 
     def __post_init__(self):
+        if self.itm_negatives not in ITM_NEGATIVES:
+            raise ValueError(f"loss.itm_negatives must be one of {', '.join(ITM_NEGATIVES)}; got {self.itm_negatives!r}")
+        for name, low in (("itm_weight", 0.0), ("temp_min", 0.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < float("inf"):
+                raise ValueError(f"loss.{name} must be a finite number >= {low:g}, got {value!r}")
+        if isinstance(self.itm_anchors, bool) or not isinstance(self.itm_anchors, int) or self.itm_anchors < 0:
+            raise ValueError(f"loss.itm_anchors must be a whole number >= 0, got {self.itm_anchors!r}")
         if self.momentum is True or isinstance(self.momentum, dict):  # from a YAML spec
             self.momentum = MomentumSettings(**({} if self.momentum is True else self.momentum))
         elif self.momentum is False:

@@ -532,17 +532,47 @@ def revalidate(exp: Experiment) -> Experiment:
     return exp
 
 
-def for_targets(targets: list[str]) -> Experiment:
-    """Suite targets from the command line: one group, a YAML file, or benchmark names (run with the
-    methods and seeds of the group that lists them)."""
+def for_targets(targets: list[str], methods: list[str] | None = None) -> Experiment:
+    """Suite targets from the command line: one group, a YAML file, or benchmark names, run with ``methods``
+    (default: every method of the suite) and the seeds of the group.
+
+    Benchmark names run under their task's main group (``main_group``), named after it when they are all its
+    benchmarks (``proxy-coco proxy-flickr`` is ``retrieval``), else ``<group>-<benchmarks>``
+    (``retrieval-proxy-coco``)."""
     if len(targets) == 1 and (targets[0] in groups() or targets[0].endswith((".yaml", ".yml"))):
-        return load(targets[0])
+        return with_methods(load(targets[0]), methods)
     for bench in targets:
         if bench not in BENCHMARKS:
             raise SpecError(f"unknown suite group or benchmark {bench!r}; groups: {', '.join(groups())}; "
                             f"benchmarks: {', '.join(BENCHMARKS.names())} (or pass a YAML file)")
-    for group in groups():
-        exp = load(group)
-        if set(targets) <= set(exp.benchmarks):
-            return dataclasses.replace(exp, benchmarks=list(targets), name=f"{exp.name}-{'-'.join(targets)}")
-    raise SpecError(f"no suite group lists all of {targets}; valid groups: {', '.join(groups())}")
+    exp = load(main_group(targets))
+    name = exp.name if set(targets) == set(exp.benchmarks) else f"{exp.name}-{'-'.join(targets)}"
+    return with_methods(dataclasses.replace(exp, benchmarks=list(targets), name=name), methods)
+
+
+def main_group(benchmarks: list[str]) -> str:
+    """The group whose settings benchmark names run with: among the groups listing all of them, the one named
+    after their task (``retrieval`` for proxy-coco, ``vqa`` for proxy-vqa), else the one listing the fewest
+    benchmarks (the most specific: ``video`` for proxy-msrvtt, ``official-coco`` for coco), ties by name."""
+    listed = {group: yaml.safe_load((HERE / f"{group}.yaml").read_text())["benchmarks"] for group in groups()}
+    listing = [(len(names), group) for group, names in listed.items() if set(benchmarks) <= set(names)]
+    if not listing:
+        raise SpecError(f"no suite group lists all of {benchmarks}; valid groups: {', '.join(groups())} "
+                        "(or pass a YAML file naming them)")
+    tasks = {BENCHMARKS.get(bench)().task for bench in benchmarks}
+    named = [group for _, group in listing if len(tasks) == 1 and group in tasks]
+    return named[0] if named else min(listing)[1]
+
+
+def with_methods(exp: Experiment, methods: list[str] | None) -> Experiment:
+    """``exp`` running only ``methods`` (None: all of its own), in that order. A name the suite lists keeps its
+    entry (options, training settings); any other registered method is added with its registry defaults and
+    the suite's training settings; anything else is an error listing both."""
+    if not methods:
+        return exp
+    unknown = [m for m in methods if m not in exp.methods and m not in METHODS]
+    if unknown:
+        raise UnknownNameError(f"method(s) {unknown} are neither entries of suite {exp.name!r} "
+                               f"({', '.join(exp.methods)}) nor registered methods ({', '.join(METHODS.names())})")
+    chosen = {m: exp.methods.get(m, MethodEntry()) for m in dict.fromkeys(methods)}
+    return dataclasses.replace(exp, methods=chosen)
