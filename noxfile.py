@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 import nox
 
@@ -11,11 +12,15 @@ nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-TORCH = "torch==2.13.0"  # the CPU build; must be installed before anything that depends on torch
+# torch, installed before anything that depends on it (else a dependency's bare `torch` picks the build). The
+# default pins the version and lets pip pick the build: a CPU wheel where pip finds one locally (this project's
+# machines and CI), elsewhere PyPI's default (a CUDA build on Linux x86_64). AURORA_TORCH, pip's arguments,
+# chooses another: "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" for the CPU build anywhere.
+TORCH = shlex.split(os.environ.get("AURORA_TORCH", "torch==2.13.0"))
 
 
 def _install(session: nox.Session, *extras: str) -> None:
-    session.install(TORCH)
+    session.install(*TORCH)
     spec = f".[{','.join(extras)}]" if extras else "."
     session.install("-e", spec)
 

@@ -99,7 +99,7 @@ def test_suite_on_a_ray_head_and_an_mlflow_server(tmp_path, mlflow_server, ray_h
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("aurora-bench")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'trial'")
-    assert sorted(r.info.run_name for r in runs) == sorted(s.name for s in specs)
+    assert sorted(r.data.tags["trial"] for r in runs) == sorted(s.name for s in specs)
     assert all(r.info.status == "FINISHED" and "itm_r_mean" in r.data.metrics for r in runs)
     trained = next(r for r in runs if r.data.tags["method"] == "aurora")
     names = {a.path for a in client.list_artifacts(trained.info.run_id)}

@@ -36,7 +36,7 @@ def test_asha_stops_the_worse_trial_and_resume_keeps_it(tmp_path):
     assert result.stopped[0].step == 4  # stopped at the rung, not trained to the end
 
     client = MlflowClient(uri)
-    runs = {r.info.run_name: r for r in client.search_runs(
+    runs = {r.data.tags["trial"]: r for r in client.search_runs(
         [client.get_experiment_by_name("aurora-bench").experiment_id], filter_string="tags.kind = 'trial'")}
     stopped = runs["test-tiny--lora-val30--seed0"]
     assert stopped.info.status == "KILLED" and stopped.data.tags["stopped_early"] == "asha"

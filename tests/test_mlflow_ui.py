@@ -59,6 +59,20 @@ def test_resume_matches_runs_by_their_trial_tag_and_older_runs_by_name(tmp_path)
     assert sorted(r.name for r in records) == sorted([LORA.name, VARIANT.name]) and to_run == [] and stopped == []
 
 
+def test_a_suite_closes_with_its_store_the_report_and_the_ui_commands(tmp_path):
+    import argparse
+
+    from suites.cli import _next_steps
+
+    tracker, _ = _store(tmp_path)
+    args = argparse.Namespace(output=str(tmp_path), tracking_uri=None)
+    store, report, ui = _next_steps(tracker.uri, args)
+    assert store == f"MLflow store: {tracker.uri}"
+    assert report == f"tables and plots: aurora-bench report --output {tmp_path}"
+    assert ui == (f"browse the runs: mlflow ui --backend-store-uri {tracker.uri} --port 5000   then open "
+                  f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning")
+
+
 def test_an_http_store_is_its_own_ui():
     command, url = mlflow_ui("http://head:5000/", "7")
     assert command is None and url == "http://head:5000/#/experiments/7/runs?workflowType=machine_learning"
@@ -80,17 +94,20 @@ def _get(url: str, body: dict | None = None) -> tuple[int, str]:
 @pytest.fixture
 def server(tmp_path):
     """``mlflow server`` on a free loopback port over a store with two trial runs, started as ``mlflow_ui``
-    tells a person to (its command, its port); skipped if it does not answer within 40 s."""
+    tells a person to (its command, its port); skipped if it does not answer within 90 s (about 10 s on a
+    quiet 2-core machine)."""
     tracker, _ = _store(tmp_path)
     port = _free_port()
     command, url = mlflow_ui(tracker.uri, tracker.experiment_id, port)
     args = command.split()[1:]  # "mlflow ui ...", run with this interpreter's mlflow
+    # no job runner: it starts a dozen task consumers this test has no use for
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", *args, "--host", "127.0.0.1", "--workers", "1"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # its own process group: the server and its workers
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 pytest.skip(f"mlflow server exited: {proc.stderr.read().decode()[-300:]}")
@@ -100,7 +117,7 @@ def server(tmp_path):
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.skip("mlflow server did not answer within 40 s")
+            pytest.skip("mlflow server did not answer within 90 s")
         yield base, url, tracker.experiment_id
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # a store in tmp_path: nothing to shut down gracefully

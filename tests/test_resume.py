@@ -81,7 +81,7 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path, capsys):
             os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its workers
         proc.wait()
     before = _trial_runs(uri)
-    kept = dict(zip(before.loc[before["status"] == "FINISHED", "tags.mlflow.runName"],
+    kept = dict(zip(before.loc[before["status"] == "FINISHED", "tags.trial"],
                     before.loc[before["status"] == "FINISHED", "run_id"]))
     assert 1 <= len(kept) < len(METHODS)
 
@@ -89,13 +89,13 @@ def test_kill_and_resume_loses_no_finished_trial(tmp_path, capsys):
                                   resume=True)
 
     assert not failures and len(records) == len(METHODS)
-    counts = re.findall(r"^\[(\d+)/(\d+)\]", capsys.readouterr().out, re.M)
+    counts = re.findall(r"^\[(\d+)/(\d+) done", capsys.readouterr().out, re.M)
     assert counts and counts[-1] == (str(len(METHODS)), str(len(METHODS)))  # counted over the whole suite
     after = _trial_runs(uri)
-    assert sorted(after["tags.mlflow.runName"]) == sorted(s.name for s in specs())  # each trial exactly once
+    assert sorted(after["tags.trial"]) == sorted(s.name for s in specs())  # each trial exactly once
     assert (after["status"] == "FINISHED").all()
     for name, run_id in kept.items():  # finished before the kill: kept, not rerun
-        assert after.loc[after["tags.mlflow.runName"] == name, "run_id"].item() == run_id
+        assert after.loc[after["tags.trial"] == name, "run_id"].item() == run_id
     suites = mlflow.search_runs(experiment_names=["aurora-bench"], filter_string="tags.kind = 'suite'",
                                 output_format="pandas")
     assert len(suites) == 1 and suites["status"].item() == "FINISHED"

@@ -74,7 +74,7 @@ def test_transfer_is_evaluated_logged_linked_and_tabled(store, capsys):
     assert tags["source_run_id"] == runs["lora"] and tags["source_benchmark"] == "test-tiny"
     assert tags["mlflow.parentRunId"] == suite and tags["suite"] == "tiny"
     assert tags["weights_sha256"] == source.data.tags["weights_sha256"]
-    assert lora_flickr.info.run_name == "proxy-flickr--lora--seed0--from-test-tiny"
+    assert lora_flickr.info.run_name == "lora r=2 · seed0 · proxy-flickr (from test-tiny)"
     assert "itm_r_mean" in lora_flickr.data.metrics
     record = Tracker(uri).record_of(lora_flickr.info.run_id)  # record.json, like a trial's
     assert record.benchmark == "proxy-flickr" and record.task == "retrieval" and record.tier == "proxy"
