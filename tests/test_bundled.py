@@ -117,8 +117,8 @@ def test_a_sound_bundled_copy_fills_the_cache_once(small_bundle, monkeypatch, ca
     assert all(p.equal(q) for p, q in zip(first.model.parameters(), second.model.parameters()))
 
 
-# The rebuilt entry equals the bundled one bit for bit on the CPU that built it (pretraining is deterministic);
-# another CPU's kernels round differently over 650 steps, so there the held-in recall must agree within this.
+# Pretraining is deterministic for one set of CPU kernels and thread count; another CPU or thread count rounds
+# differently over 650 steps (one thread here: weights up to 0.004 apart), so the held-in recall must agree within this.
 RECALL_TOLERANCE = 2.0
 
 
@@ -132,8 +132,9 @@ def test_the_bundled_proxy_is_what_its_recipe_builds():
     state = backbone.model.state_dict()
     assert set(shipped) <= set(state)
     max_diff = max((state[k].float() - v.float()).abs().max().item() for k, v in shipped.items())
+    recall = ", ".join(f"{m} {info[m]:.2f} vs {bundled_info[m]:.2f}" for m in ("pretrain_itc_r_mean", "pretrain_itm_r_mean"))
     print(f"rebuilt proxy vs bundled: max |weight difference| {max_diff:.3g}; temp {info['temp']:.5f} vs "
-          f"{bundled_info['temp']:.5f}")
+          f"{bundled_info['temp']:.5f}; {recall}")
     if max_diff == 0:
         return
     for metric in ("pretrain_itc_r_mean", "pretrain_itm_r_mean"):

@@ -68,16 +68,25 @@ def test_list_shows_every_registry(capsys):
 
 
 @pytest.mark.slow
-def test_a_suite_with_a_failed_trial_exits_1(tmp_path):
-    """As a script sees it: the command's own exit code. A separate process, so that its local Ray does not
-    leave this test process connected to a Ray it started (the cluster test needs a clean one)."""
-    import subprocess
-    import sys
+def test_a_suite_with_a_failed_trial_exits_1(tmp_path, monkeypatch, capsys):
+    """As a script sees it: the command's exit code and closing count. The runner is replaced by one that
+    returns a finished and a failed trial (that a raising trial is recorded as failed while the others finish
+    is tests/test_end_to_end.py's), so no Ray starts in this test process."""
+    from suites.orchestration import runner
+    from suites.record import FailedTrial
 
+    def one_failed(specs, name, output_dir, uri, *args, **kwargs):
+        from suites.orchestration.tracking import Tracker, tracking_uri
+
+        Tracker(tracking_uri(output_dir, uri))  # the store a suite creates, which the closing lines name
+        done, broken = specs
+        failure = FailedTrial(spec={}, name=broken.name, row=broken.row, error="TargetingError: nothing",
+                              reason="TargetingError: nothing")
+        return runner.SuiteResult([], [failure], [])
+
+    monkeypatch.setattr(runner, "run_suite", one_failed)
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: exit-code\nbenchmarks: [test-tiny]\ntrain: {steps: 1, batch_size: 4, warmup: 1, eval_every: 1}\n"
                     "methods: {frozen: {}, broken: {method: lora, options: {target_modules: nothing}}}\n")
-    done = subprocess.run([sys.executable, "-m", "suites.cli", "suite", str(spec), "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 1, done.stderr[-2000:]
-    assert "1 trial(s) finished, 0 stopped early, 1 failed" in done.stdout
+    assert main(["suite", str(spec), "--output", str(tmp_path / "out")]) == 1
+    assert "0 trial(s) finished, 0 stopped early, 1 failed" in capsys.readouterr().out

@@ -33,28 +33,39 @@ def _setup(seed: int = 0, momentum=None):
     return backbone, data, objective
 
 
-def _one_step(rank: int, size: int, batch_size: int, folder: str, momentum=None) -> None:
-    """One SGD step (lr 1: the weights move by minus the gradient) on process ``rank`` of ``size``."""
+def _one_step(rank: int, size: int, batch_size: int, folder: str) -> None:
+    """On process ``rank`` of ``size``: one SGD step (lr 1: the weights move by minus the gradient), then one step
+    of a fresh model with momentum distillation; each saves what the first process holds after it."""
+    from suites.tasks.retrieval import MomentumSettings
+
     torch.set_num_threads(1)
     if size > 1:
         dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=size)
-    backbone, data, objective = _setup(momentum=momentum)
-    model = backbone.model.train()
-    batches = load_batches(objective, data, batch_size, 1, np.random.default_rng(0), 0, rank=rank, processes=size)
-    optimizer = torch.optim.SGD(trainable_parameters(model, objective), lr=1.0)
-    objective.begin_step(model, 0, 1)
-    losses = train_step(model, objective, data, [next(batches)], torch.Generator().manual_seed(0), optimizer)
-    if rank == 0:
-        torch.save({"losses": losses, "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                    "objective": objective.state_dict()}, f"{folder}/world{size}.pt")
+    for name, momentum in (("plain", None), ("distilled", MomentumSettings(queue_size=10))):
+        backbone, data, objective = _setup(momentum=momentum)
+        model = backbone.model.train()
+        batches = load_batches(objective, data, batch_size, 1, np.random.default_rng(0), 0, rank=rank, processes=size)
+        optimizer = torch.optim.SGD(trainable_parameters(model, objective), lr=1.0)
+        objective.begin_step(model, 0, 1)
+        losses = train_step(model, objective, data, [next(batches)], torch.Generator().manual_seed(0), optimizer)
+        if rank == 0:
+            torch.save({"losses": losses, "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                        "objective": objective.state_dict()}, f"{folder}/{name}-world{size}.pt")
     if size > 1:
         dist.destroy_process_group()
 
 
-def test_two_processes_step_as_one_process_at_the_global_batch(tmp_path):
-    mp.spawn(_one_step, args=(2, 4, str(tmp_path)), nprocs=2)
-    _one_step(0, 1, 8, str(tmp_path))
-    two, one = torch.load(tmp_path / "world2.pt"), torch.load(tmp_path / "world1.pt")
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    """The first process's state after a step on two processes at batch 4 and on one at batch 8."""
+    folder = tmp_path_factory.mktemp("steps")
+    mp.spawn(_one_step, args=(2, 4, str(folder)), nprocs=2)
+    _one_step(0, 1, 8, str(folder))
+    return folder
+
+
+def test_two_processes_step_as_one_process_at_the_global_batch(steps):
+    two, one = torch.load(steps / "plain-world2.pt"), torch.load(steps / "plain-world1.pt")
     assert float(two["losses"]["itc_loss"]) == pytest.approx(float(one["losses"]["itc_loss"]), rel=1e-6)
     before = _setup()[0].model.state_dict()
     moved = [k for k in before if not torch.equal(before[k], one["weights"][k])]
@@ -63,14 +74,13 @@ def test_two_processes_step_as_one_process_at_the_global_batch(tmp_path):
         torch.testing.assert_close(two["weights"][name], one["weights"][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_distilling_processes_queue_the_global_batch(tmp_path):
-    from suites.tasks.retrieval import MomentumSettings
-
-    mp.spawn(_one_step, args=(2, 4, str(tmp_path), MomentumSettings(queue_size=10)), nprocs=2)
-    queue = torch.load(tmp_path / "world2.pt")["objective"]["queue"]
-    batch = load_batches(_setup()[2], _setup()[1], 8, 1, np.random.default_rng(0), 0)
-    assert queue["txt_idx"][:8].tolist() == next(batch)["txt_idx"].tolist()  # both processes' pairs, in rank order
+def test_distilling_processes_queue_the_global_batch(steps):
+    queue = torch.load(steps / "distilled-world2.pt")["objective"]["queue"]
+    single = torch.load(steps / "distilled-world1.pt")["objective"]["queue"]
+    assert queue["txt_idx"].tolist() == single["txt_idx"].tolist()  # both processes' pairs, in rank order
     assert queue["txt_idx"][8:].tolist() == [-1, -1] and int(queue["ptr"]) == 8
+    # the momentum features that joined the queue are those of the global batch
+    torch.testing.assert_close(queue["image"][:8], single["image"][:8], rtol=1e-5, atol=1e-6)
 
 
 def test_shard_keeps_the_global_order():

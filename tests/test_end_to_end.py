@@ -78,24 +78,6 @@ def test_suite_logs_every_trial_and_survives_a_failure(tmp_path, capsys):
     assert "\\toprule" in text and "\\textbf{" in text and "Aurora (R=" in text  # rows by their labels
 
 
-def test_eval_refuses_a_damaged_weights_artifact(tmp_path, capsys):
-    """A weights file that is not what its run saved (same size, other bytes) fails with one line, exit 2."""
-    from suites.cli import main
-
-    spec = TrialSpec(method="lora", benchmark="test-tiny", **TINY)
-    records, failures = run_suite([spec], "damaged", output_dir=tmp_path)
-    assert not failures
-    run_id = records[0].run_id
-    artifact = next((tmp_path / "mlartifacts").rglob("trained.safetensors"))
-    data = bytearray(artifact.read_bytes())
-    data[-64:] = bytes(64)
-    artifact.write_bytes(bytes(data))
-    capsys.readouterr()
-    assert main(["eval", "--run-id", run_id, "--output", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is damaged" in err[0]
-
-
 def test_trials_of_two_suites_never_share_a_weights_file(tmp_path):
     spec = TrialSpec(method="lora", benchmark="test-tiny", seed=0, **TINY)
     first, _ = run_suite([spec], "one", output_dir=tmp_path)

@@ -27,7 +27,8 @@ def store(tmp_path_factory):
     tracker = Tracker(tracking_uri(out), artifact_dir=out / "mlartifacts")
     suite = tracker.start_suite("reliability", {})
     runs = {"suite": suite, "finished": tracker.log_trial(suite, record),
-            "unchecked": tracker.log_trial(suite, dataclasses.replace(record, weights_sha256=""))}
+            "unchecked": tracker.log_trial(suite, dataclasses.replace(record, weights_sha256="")),
+            "overwritten": tracker.log_trial(suite, record)}
     failed = FailedTrial(spec=record.spec, name="test-tiny--broken--seed0", row="broken",
                          error="Traceback (most recent call last):\n  ...\nValueError: non-finite loss at step 3")
     runs["failed"] = tracker.log_failure(suite, failed)
@@ -100,3 +101,15 @@ def test_a_missing_weights_artifact_is_one_line(store, capsys):
     os.remove(f"{folder}/trained.safetensors")
     line = eval_error(capsys, out, runs["unchecked"])
     assert "has no saved weights (trained.safetensors): rerun the trial" in line
+
+
+def test_a_weights_artifact_with_other_bytes_of_the_same_size_is_one_line(store, capsys):
+    """Only the logged checksum can tell: the file still reads as weights of the right shapes."""
+    out, runs = store
+    tracker = Tracker(tracking_uri(out), create=False)
+    artifact = tracker.client.get_run(runs["overwritten"]).info.artifact_uri.removeprefix("file://")
+    with open(f"{artifact}/trained.safetensors", "r+b") as f:
+        f.seek(-64, 2)
+        f.write(bytes(64))
+    line = eval_error(capsys, out, runs["overwritten"])
+    assert "trained.safetensors is damaged" in line
