@@ -26,14 +26,13 @@ class NumberedBatches(Dataset):
     data-parallel process ``rank`` > 0, whose slice draws its own augmentations)."""
 
     def __init__(self, objective, data: Any, indices: list, seed: int, rank: int = 0):
-        self.objective, self.data, self.indices = objective, data, indices
-        self.key = [seed] if rank == 0 else [seed, rank]
+        self.objective, self.data, self.indices, self.seed, self.rank = objective, data, indices, seed, rank
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        key = self.key[:1] + [i] + self.key[1:]
+        key = [self.seed, i] if self.rank == 0 else [self.seed, i, self.rank]
         return self.objective.load(self.data, self.indices[i], np.random.default_rng(key))
 
 

@@ -11,20 +11,18 @@ import contextlib
 import torch
 from torch import nn
 
+from suites.engine.state import trained_tensors
+
 
 class MomentumTensors:
     def __init__(self, decay: float):
         self.decay = decay
         self.average: dict[str, torch.Tensor] = {}
 
-    @staticmethod
-    def _trained(model: nn.Module) -> dict[str, torch.Tensor]:
-        return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """average <- decay * average + (1 - decay) * online; the first call copies the online tensors."""
-        for name, p in self._trained(model).items():
+        for name, p in trained_tensors(model).items():
             if name in self.average:
                 self.average[name].mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
             else:
@@ -33,7 +31,7 @@ class MomentumTensors:
     @contextlib.contextmanager
     def swapped_in(self, model: nn.Module):
         """The model computes with the averaged tensors inside the block (swapped, not copied)."""
-        trained = {name: p for name, p in self._trained(model).items() if name in self.average}
+        trained = {name: p for name, p in trained_tensors(model).items() if name in self.average}
         for name, p in trained.items():
             p.data, self.average[name] = self.average[name], p.data
         try:

@@ -4,6 +4,7 @@ and the position in the batch sequence (batches are numbered, so the loader rest
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 STATE_FILE = "training_state.pt"
 
 
-def trained_tensors(model: nn.Module, extra: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+def trained_tensors(model: nn.Module, extra: Sequence[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
     """Every tensor that trains, by name (the objective's own, such as a learnable temperature, by index)."""
     named = {name: p for name, p in model.named_parameters() if p.requires_grad}
     named.update({f"objective.{i}": t for i, t in enumerate(extra) if t.requires_grad})
