@@ -124,15 +124,22 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
             weights = str(save_trained(model, trial_folder(spec) / "trained.safetensors", method))
     with evaluating(method, model, cfg), precision.autocast():
         metrics = bench.evaluate(model, backbone, test_data)
+    return _record(spec, cfg, bench, backbone, method, precision, start, metrics, params=report.to_dict(),
+                   history=history, val_score=validation_score(history), train_stats=stats, weights=weights,
+                   weights_sha256=file_sha256(weights) if weights else "", processes=distributed.world()[1])
+
+
+def _record(spec: TrialSpec, cfg: TrainConfig, bench, backbone, method, precision: Precision, start: float,
+            metrics: dict, **facts) -> TrialRecord:
+    """What every record of a trial says about its spec, settings, task, backbone and machine, with ``facts``
+    (params, history, weights, ...) of this particular run."""
     return TrialRecord(
         name=spec.name, row=spec.row, spec=dataclasses.asdict(spec), method_config=method.config.to_dict(),
         train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
-        primary_metric=bench.primary_metric, backbone=backbone.source, params=report.to_dict(), history=history,
-        val_score=validation_score(history), metrics=metrics, train_stats=stats, weights=weights,
-        weights_sha256=file_sha256(weights) if weights else "",
+        primary_metric=bench.primary_metric, backbone=backbone.source, metrics=metrics,
         wall_time_s=time.perf_counter() - start,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(device),
-        device=device_name(device), precision=precision.name, processes=distributed.world()[1],
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(precision.device),
+        device=device_name(precision.device), precision=precision.name, **facts,
     )
 
 
@@ -165,15 +172,8 @@ def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: 
         metrics = bench.evaluate(model, backbone, test_data)
         if result_file is not None:
             bench.write_results(model, backbone, result_file, k_test=bench.k_test)
-    return TrialRecord(
-        name=spec.name, row=spec.row, spec=dataclasses.asdict(spec), method_config=method.config.to_dict(),
-        train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
-        primary_metric=bench.primary_metric, backbone=backbone.source, params=param_report(model).to_dict(),
-        metrics=metrics, weights_sha256=weights_sha256 if method.trains else "",
-        wall_time_s=time.perf_counter() - start,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(precision.device),
-        device=device_name(precision.device), precision=precision.name,
-    )
+    return _record(spec, cfg, bench, backbone, method, precision, start, metrics,
+                   params=param_report(model).to_dict(), weights_sha256=weights_sha256 if method.trains else "")
 
 
 class TransferError(ValueError):
