@@ -20,9 +20,12 @@ TORCH = shlex.split(os.environ.get("AURORA_TORCH", "torch==2.13.0"))
 
 
 def _install(session: nox.Session, *extras: str) -> None:
-    session.install(*TORCH)
+    # pip byte-compiles every module it installs (most of a two-minute install on a 2-core machine); Python
+    # compiles only the modules a run imports, on first import, and keeps them, provided it may write bytecode
+    session.env["PYTHONDONTWRITEBYTECODE"] = ""
+    session.install("--no-compile", *TORCH)
     spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec)
+    session.install("--no-compile", "-e", spec)
 
 
 @nox.session

@@ -96,6 +96,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
     (else None); ``resume`` continues a trial from such a state.
     """
     start = time.perf_counter()
+    reset_peak_rss()
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
     precision = compute_on(cfg)
@@ -138,9 +139,24 @@ def _record(spec: TrialSpec, cfg: TrainConfig, bench, backbone, method, precisio
         train_config=dataclasses.asdict(cfg), task_config=bench.task_config(), tier=bench.tier, task=bench.task,
         primary_metric=bench.primary_metric, backbone=backbone.source, metrics=metrics,
         wall_time_s=time.perf_counter() - start,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hardware=hardware(precision.device),
+        peak_rss_mb=peak_rss_mb(), hardware=hardware(precision.device),
         device=device_name(precision.device), precision=precision.name, **facts,
     )
+
+
+def reset_peak_rss() -> None:
+    """Count this process's peak resident memory afresh from here (Linux's VmHWM), so that a trial in a Ray
+    worker that ran other trials before reports its own peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since ``reset_peak_rss`` (Linux); elsewhere over the process's life so far."""
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def trial_folder(spec: TrialSpec) -> Path:
@@ -156,6 +172,7 @@ def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: 
     weights file; ``weights_sha256`` names the file it read). ``result_file``: also write the benchmark's
     evaluation-server file for its unanswered test questions (``write_results``: VQAv2's test2015)."""
     start = time.perf_counter()
+    reset_peak_rss()
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
     precision = compute_on(cfg)

@@ -25,7 +25,7 @@ from suites.engine import distributed
 from suites.engine.ema import MomentumTensors
 from suites.engine.loop import Objective, index_batches
 from suites.tasks.metrics import retrieval_recall
-from suites.tasks.passes import frame_tokens, image_grounded, side_by_side
+from suites.tasks.passes import by_length, frame_tokens, image_grounded, side_by_side
 from suites.tasks.transforms import augmented
 from suites.tasks.video import frame_indices, sample_frames
 
@@ -325,14 +325,16 @@ def encode_images(model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def encode_texts(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unimodal text pass (no cross-attention) -> [CLS] state (B, d), normalised ITC features (B, e)."""
-    cls = arch.text_encoder(model)(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    """Unimodal text pass (no cross-attention), by groups of similar length -> [CLS] state (B, d), normalised
+    ITC features (B, e)."""
+    encoder = arch.text_encoder(model)
+    cls = by_length(lambda i, m: encoder(input_ids=i, attention_mask=m).last_hidden_state[:, 0], ids, mask)
     return cls, F.normalize(arch.text_projection(model)(cls), dim=-1)
 
 
 def fused_cls(model, image_embeds, ids, mask, enc_token_id: int) -> torch.Tensor:
-    """Image-grounded text pass with BLIP's [ENC] first token -> [CLS] state (P, d)."""
-    return image_grounded(model, image_embeds, ids, mask, enc_token_id)[:, 0]
+    """Image-grounded text pass with BLIP's [ENC] first token, by groups of similar length -> [CLS] state (P, d)."""
+    return by_length(lambda i, m, v: image_grounded(model, v, i, m, enc_token_id)[:, 0], ids, mask, image_embeds)
 
 
 def itm_logits(model: nn.Module, fused: torch.Tensor) -> torch.Tensor:
