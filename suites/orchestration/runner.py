@@ -339,8 +339,9 @@ def run_suite(
         trainable,
         param_space={"spec": tune.grid_search(space)},
         # A one-process trial runs in a worker that earlier trials used: it skips the worker's start and imports
-        # (6-8 s of CPU each here) and finds the benchmark's data cached. A trial starts from its own seed and
-        # reports its own peak memory, so what ran before it in the worker changes nothing it records.
+        # (6-8 s of CPU each here) and finds the benchmark's data cached. A trial starts from its own seed, gives
+        # back the memory earlier trials freed and counts its own peak, so what ran before it in the worker
+        # changes nothing it records.
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or None,
                                     reuse_actors=processes_per_trial == 1,
                                     scheduler=_tune_scheduler(scheduler, specs)),

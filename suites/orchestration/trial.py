@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import gc
 import os
 import platform
 import resource
@@ -96,6 +98,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
     (else None); ``resume`` continues a trial from such a state.
     """
     start = time.perf_counter()
+    release_free_memory()
     reset_peak_rss()
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
@@ -144,6 +147,17 @@ def _record(spec: TrialSpec, cfg: TrainConfig, bench, backbone, method, precisio
     )
 
 
+def release_free_memory() -> None:
+    """Give the memory earlier trials freed back to the system. glibc keeps freed memory in per-thread arenas,
+    and a reused Ray worker runs each trial on a new thread: without this, its resident memory grows trial
+    after trial (here from 1.1 to 3.3 GB over seven trials of the retrieval suite)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def reset_peak_rss() -> None:
     """Count this process's peak resident memory afresh from here (Linux's VmHWM), so that a trial in a Ray
     worker that ran other trials before reports its own peak."""
@@ -172,6 +186,7 @@ def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: 
     weights file; ``weights_sha256`` names the file it read). ``result_file``: also write the benchmark's
     evaluation-server file for its unanswered test questions (``write_results``: VQAv2's test2015)."""
     start = time.perf_counter()
+    release_free_memory()
     reset_peak_rss()
     torch.set_num_threads(max(1, spec.threads))
     cfg = spec.train_config()
