@@ -36,7 +36,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(name="verify-proxy")
 def verify_proxy(session: nox.Session) -> None:
-    """Rebuild the bundled proxy backbone by its recipe (minutes of pretraining) and compare it with the shipped one."""
+    """Rebuild the bundled proxy backbones (retrieval, VQA) by their recipes (minutes of pretraining) and compare them
+    with the shipped ones."""
     _install(session, "dev")
     session.run("pytest", "-q", "-s", "-m", "rebuild", "tests/test_bundled.py", *session.posargs,
                 env={"AURORA_VERIFY_PROXY": "1"})

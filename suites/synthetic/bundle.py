@@ -1,4 +1,4 @@
-"""Refresh the proxy backbones the package ships: ``python -m suites.synthetic.bundle [proxy]``.
+"""Refresh the proxy backbones the package ships: ``python -m suites.synthetic.bundle [proxy] [proxy-vqa]``.
 
 Copies the current recipe's cache entry (pretraining it first where the cache has none, ignoring any bundled
 copy) into ``bundled/<label>/<key>/`` and removes the label's entries of older recipes, so the package holds
@@ -18,7 +18,10 @@ from suites.synthetic.pretrain import BUNDLED, PretrainConfig, cache_root, damag
 
 def recipes() -> dict[str, tuple[Callable[[], str], Callable[[], object]]]:
     """label -> (the current recipe's cache key, a loader that builds the entry into the cache)."""
-    return {"proxy": (lambda: PretrainConfig().key(), lambda: load_or_pretrain())}
+    from suites.synthetic.pretrain_vqa import QAPretrainConfig, load_or_pretrain_vqa
+
+    return {"proxy": (lambda: PretrainConfig().key(), lambda: load_or_pretrain()),
+            "proxy-vqa": (lambda: QAPretrainConfig().key(), lambda: load_or_pretrain_vqa())}
 
 
 def refresh(label: str) -> str:
