@@ -134,15 +134,13 @@ def _print_dry_run(summary: str, specs, args) -> int:
     """``suite --dry-run``: the validated trials, one a line, with the MLflow run name each would get; no Ray,
     no store, no pretraining, nothing written."""
     import dataclasses
-    from pathlib import Path
 
-    from suites.orchestration.tracking import run_name, user_tracking_uri
+    from suites.orchestration.tracking import run_name, tracking_uri
 
     print(f"{summary} (dry run: nothing started)")
     for spec in specs:
         print(f"  {spec.name:40s} {run_name(dataclasses.asdict(spec), spec.row)}")
-    uri = args.tracking_uri or user_tracking_uri() or f"sqlite:///{Path(args.output).expanduser().resolve()}/mlflow.db"
-    print(f"would log to {uri}")
+    print(f"would log to {tracking_uri(args.output, args.tracking_uri)}")
     return 0
 
 

@@ -8,7 +8,6 @@ a later suite in the process (or a subprocess) would log to that store.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -45,14 +44,12 @@ def user_tracking_uri() -> str | None:
 
 def tracking_uri(output_dir: str | Path, uri: str | None = None) -> str:
     """An explicit URI, else $MLFLOW_TRACKING_URI set by the user (``user_tracking_uri``), else sqlite under
-    the output folder (absolute: Ray runs trials in other working directories)."""
+    the output folder (absolute: Ray runs trials in other working directories). Nothing is created here: the
+    folder and the file are made by ``create_store``, complete or not at all, when something logs."""
     uri = uri or user_tracking_uri()
     if uri:
         return uri
-    db = Path(output_dir).expanduser().resolve() / "mlflow.db"
-    with contextlib.suppress(OSError):  # a folder that cannot be made is reported by whoever writes there
-        db.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{db}"  # the file itself is made by ``create_store``, complete or not at all
+    return f"sqlite:///{Path(output_dir).expanduser().resolve() / 'mlflow.db'}"
 
 
 def git_commit() -> str:
