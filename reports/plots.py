@@ -176,7 +176,7 @@ def place_labels(ax, data: pd.DataFrame, fontsize: float = 7) -> list:
             if collisions == 0:
                 break
         _, gap, ha, va, anchor, box = best
-        _annotate(ax, data, i, anchor, ha, va, radii[i], to_px, fontsize, leader=gap > GAPS_PT[0])
+        _annotate(ax, data, i, centres[i], anchor, ha, va, radii[i], to_px, fontsize, leader=gap > GAPS_PT[0])
         boxes[i] = box
     return [boxes[i] for i in range(len(data))]
 
@@ -198,10 +198,10 @@ def _collisions(box, leader: list, frame, labels: list, others: list, own: tuple
             + sum(any(math.dist(pt, c) < rad for pt in leader) for c, rad in others))
 
 
-def _annotate(ax, data: pd.DataFrame, i: int, anchor, ha: str, va: str, radius: float, to_px: float,
+def _annotate(ax, data: pd.DataFrame, i: int, centre, anchor, ha: str, va: str, radius: float, to_px: float,
               fontsize: float, leader: bool) -> None:
-    """Row ``i``'s label with its aligned edge at ``anchor`` (display pixels); a leader line to the bubble's edge."""
-    centre = ax.transData.transform((data["x"].iloc[i], data["score"].iloc[i]))
+    """Row ``i``'s label (its bubble at ``centre``) with its aligned edge at ``anchor`` (display pixels); a leader
+    line to the bubble's edge."""
     offset = ((anchor[0] - centre[0]) / to_px, (anchor[1] - centre[1]) / to_px)  # points
     line = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 0, "shrinkB": radius / to_px}
     text = ax.annotate(data["method"].iloc[i], (data["x"].iloc[i], data["score"].iloc[i]), xytext=offset,

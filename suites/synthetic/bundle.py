@@ -14,12 +14,11 @@ import shutil
 from collections.abc import Callable
 
 from suites.synthetic.pretrain import BUNDLED, PretrainConfig, cache_root, damage, load_or_pretrain
+from suites.synthetic.pretrain_vqa import QAPretrainConfig, load_or_pretrain_vqa
 
 
 def recipes() -> dict[str, tuple[Callable[[], str], Callable[[], object]]]:
     """label -> (the current recipe's cache key, a loader that builds the entry into the cache)."""
-    from suites.synthetic.pretrain_vqa import QAPretrainConfig, load_or_pretrain_vqa
-
     return {"proxy": (lambda: PretrainConfig().key(), lambda: load_or_pretrain()),
             "proxy-vqa": (lambda: QAPretrainConfig().key(), lambda: load_or_pretrain_vqa())}
 
