@@ -262,14 +262,15 @@ def _cmd_report(args) -> int:
     from reports.build import write_report
     from reports.labels import LabelError
     from reports.reported import ReportedError
-    from suites.orchestration.tracking import tracking_uri
+    from suites.orchestration.tracking import TrackingUnavailable, require_store, tracking_uri
 
     reported = [] if args.no_reported else args.reported
+    uri = tracking_uri(args.output, args.tracking_uri)
     try:
-        paths = write_report(args.output, tracking_uri(args.output, args.tracking_uri), args.experiment, reported,
-                             args.bench, args.labels)
-    # no runs yet, a malformed file of published numbers, or labels that do not apply
-    except (ReportedError, FileNotFoundError, LabelError) as err:
+        require_store(uri)
+        paths = write_report(args.output, uri, args.experiment, reported, args.bench, args.labels)
+    # no store or no runs yet, a malformed file of published numbers, or labels that do not apply
+    except (TrackingUnavailable, ReportedError, FileNotFoundError, LabelError) as err:
         print(f"aurora-bench: error: {err}", file=sys.stderr)
         return 2
     for p in paths:

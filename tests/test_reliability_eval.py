@@ -1,4 +1,5 @@
-"""`aurora-bench eval` on a run it cannot evaluate: one line, exit 2, saying what the run is instead.
+"""`aurora-bench eval` on a run it cannot evaluate, and `eval` or `report` on a folder without a store: one line,
+exit 2, saying what is there instead.
 
 The store is filled in-process (a trial run by ``run_trial`` and logged as the driver logs it), without Ray.
 """
@@ -76,6 +77,15 @@ def test_a_folder_without_a_store_is_not_given_one(tmp_path, capsys):
     line = eval_error(capsys, tmp_path, "0123456789abcdef")
     assert f"no MLflow store at {tmp_path.resolve() / 'mlflow.db'}" in line
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_report_of_a_folder_without_a_store_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "typo"
+    assert main(["report", "--output", str(out)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == (f"aurora-bench: error: no MLflow store at {out.resolve() / 'mlflow.db'}; pass the --output "
+                    "folder (or --tracking-uri) of the suite that logged the runs")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("run", ["finished", "unchecked"])

@@ -1,8 +1,10 @@
 """BLIP backbones from transformers: tiny (tests), the BLIP-base shape, and real checkpoints.
 
 Every builder returns a ``Backbone`` whose model has its parameters tagged as backbone weights. Every BLIP
-model built here (``from_config``, ``from_pretrained``) goes through ``fix_cross_attention_mask``, which
-makes the text cross-attention honour ``encoder_attention_mask`` where the installed transformers ignores it.
+model built here (``from_config``, ``from_pretrained``, ``load_pretrained``) goes through ``prepared``: its text
+cross-attention honours ``encoder_attention_mask`` where the installed transformers ignores it
+(``fix_cross_attention_mask``), and its attention layers compute through the fused kernel
+(``suites.backbones.attention``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from transformers import BlipConfig, BlipForImageTextRetrieval, BlipForQuestionA
 from aurora.api import mark_backbone
 from aurora.arch import architecture_of
 from aurora.registry import UnknownNameError
+from suites.backbones.attention import use_sdpa
 from suites.backbones.base import BACKBONES, Backbone, BackboneUnavailable
 
 
@@ -94,13 +97,13 @@ def blip_base_config(task: str = "retrieval", image_size: int = 384) -> BlipConf
 def from_config(config: BlipConfig, seed: int = 0, task: str = "retrieval") -> torch.nn.Module:
     cls = model_class(task)
     torch.manual_seed(seed)
-    return fix_cross_attention_mask(mark_backbone(cls(config).eval()))
+    return prepared(mark_backbone(cls(config).eval()))
 
 
 def from_pretrained(source: str | Path, model_cls: type) -> torch.nn.Module:
     """A BLIP model of ``model_cls`` loaded from ``source`` (a hub id or a ``save_pretrained`` folder), in
-    eval mode, with its cross-attention mask fixed where transformers needs it."""
-    return fix_cross_attention_mask(model_cls.from_pretrained(source).eval())
+    eval mode, ``prepared``."""
+    return prepared(model_cls.from_pretrained(source).eval())
 
 
 @dataclass
@@ -174,7 +177,7 @@ def load_pretrained(source: str | Path, model_cls: type) -> tuple[torch.nn.Modul
     mismatched = [m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())]
     report = LoadReport(str(source), model_cls.__name__, sorted(info.get("missing_keys", ())),
                         sorted(info.get("unexpected_keys", ())), sorted(mismatched))
-    return fix_cross_attention_mask(model.eval()), report
+    return prepared(model.eval()), report
 
 
 # ---------------------------------------------------------------- the cross-attention mask
@@ -248,6 +251,11 @@ def fix_cross_attention_mask(model: nn.Module) -> nn.Module:
     """Make ``model``'s BLIP text cross-attention honour ``encoder_attention_mask`` (in place; idempotent),
     only while the installed transformers needs it (``cross_attention_ignores_mask``)."""
     return _hook_cross_attention(model) if cross_attention_ignores_mask() else model
+
+
+def prepared(model: nn.Module) -> nn.Module:
+    """A BLIP model as the suite runs it (in place): the cross-attention mask honoured, attention fused."""
+    return use_sdpa(fix_cross_attention_mask(model))
 
 
 # Written beside the weights by ``suites.backbones.convert`` (``aurora-bench convert-blip``): what transformers'

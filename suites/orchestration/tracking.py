@@ -74,6 +74,14 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def require_store(uri: str) -> None:
+    """Raise unless a local store is there to read: a command that only reads runs must not open a new file
+    (MLflow's client would create and migrate an empty database)."""
+    if (db := sqlite_file(uri)) is not None and not db.is_file():
+        raise TrackingUnavailable(f"no MLflow store at {db}; pass the --output folder (or --tracking-uri) "
+                                  "of the suite that logged the runs")
+
+
 def create_store(uri: str, artifact_dir: str | Path | None = None) -> None:
     """Create a local sqlite store, fully migrated, before any MLflow client opens it.
 
@@ -231,9 +239,8 @@ class Tracker:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         if create:
             create_store(uri, artifact_dir)
-        elif (db := sqlite_file(uri)) is not None and not db.is_file():
-            raise TrackingUnavailable(f"no MLflow store at {db}; pass the --output folder (or --tracking-uri) "
-                                      "of the suite that logged the run")
+        else:
+            require_store(uri)
         self.mlflow = mlflow
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri

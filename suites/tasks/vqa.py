@@ -121,8 +121,9 @@ def answer_log_likelihood(model, states, state_mask, ids, mask) -> torch.Tensor:
     states/state_mask: (A, L, d)/(A, L), one question per answer; ids/mask: (A, La). Plain cross-entropy
     (no label smoothing), summed per answer as BLIP's ``reduction="none"`` does.
     """
+    # use_cache=False: transformers' decoder otherwise fills a KV cache nothing reads (and runs eager attention)
     logits = arch.text_decoder(model)(input_ids=ids, attention_mask=mask, encoder_hidden_states=states,
-                                encoder_attention_mask=state_mask).logits  # (A, La, V)
+                                encoder_attention_mask=state_mask, use_cache=False).logits  # (A, La, V)
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (A, La-1)
     return (logp * mask[:, 1:]).sum(1)
 
@@ -179,7 +180,7 @@ def rank_answers(model, states, state_mask, cand_ids, cand_mask, k: int) -> torc
     b, k = states.shape[0], min(k, len(cand_ids))
     start = cand_ids[:1, :1].expand(b, 1)  # (B, 1) [DEC]
     first = arch.text_decoder(model)(input_ids=start, encoder_hidden_states=states,
-                               encoder_attention_mask=state_mask).logits[:, 0]  # (B, V)
+                               encoder_attention_mask=state_mask, use_cache=False).logits[:, 0]  # (B, V)
     first = F.log_softmax(first.float(), dim=-1)[:, cand_ids[:, 1]]  # (B, C) log p(first answer token)
     top = first.topk(k, dim=1).indices  # (B, k)
     rows = torch.arange(b, device=states.device).repeat_interleave(k)
