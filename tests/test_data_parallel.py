@@ -1,10 +1,13 @@
-"""Data-parallel training: N processes at batch B compute what one process computes at batch N x B.
+"""Data-parallel training: N processes at batch B compute what one process computes at batch N x B; evaluated,
+they return what one process returns, each doing a share of the work.
 
-The first test starts two gloo processes itself (no Ray); the second runs a whole suite trial on two Ray Train
+The first tests start two gloo processes themselves (no Ray); the last runs a whole suite trial on two Ray Train
 workers inside Ray Tune, as a researcher's multi-GPU trial runs, on CPUs.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -81,6 +84,78 @@ def test_distilling_processes_queue_the_global_batch(steps):
     assert queue["txt_idx"][8:].tolist() == [-1, -1] and int(queue["ptr"]) == 8
     # the momentum features that joined the queue are those of the global batch
     torch.testing.assert_close(queue["image"][:8], single["image"][:8], rtol=1e-5, atol=1e-6)
+
+
+QUESTIONS = ["what colour is it", "how many", "is it big", "what shape is the thing on the left", "where", "why"]
+
+
+def _evaluate(rank: int, size: int, folder: str) -> None:
+    """On process ``rank`` of ``size``: retrieval metrics, VQA answers ranked from a list and generated; each
+    process saves what it returned, how many ITM pairs it scored and which questions it answered itself."""
+    from suites.engine.distributed import gather_lists
+    from suites.tasks import retrieval, vqa
+
+    torch.set_num_threads(1)
+    if size > 1:
+        dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=size)
+    scored = []
+    score_pairs = retrieval._itm_scores
+
+    def counted(model, embeds, ids, mask, img_idx, *rest):
+        scored.append(len(img_idx))
+        return score_pairs(model, embeds, ids, mask, img_idx, *rest)
+
+    retrieval._itm_scores = counted
+    backbone, data, _ = _setup()
+    metrics = retrieval.evaluate(backbone.model, backbone, data, k_test=3, itc_weight=0.0)  # ranks from ITM alone
+
+    answered = []
+    encode = vqa.encode_questions
+
+    def recorded(model, backbone, visual, questions):
+        answered.extend(questions)
+        return encode(model, backbone, visual, questions)
+
+    vqa.encode_questions = recorded
+    torch.manual_seed(0)
+    tiny = build_backbone("test-tiny", task="vqa")
+    images = np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    questions = vqa.VQAData(images, QUESTIONS, np.arange(6) % 3, [], [["a"]] * 6, list(range(6)))
+    listed = dataclasses.replace(questions, answer_list=["red", "two", "yes", "a circle"])
+    ranked = vqa.predict(tiny.model, tiny, listed, k_test=2, batch_size=2)
+    generated = vqa.predict(tiny.model, tiny, questions, max_len=4, batch_size=2)
+    torch.save({"metrics": metrics, "scored": sum(scored), "ranked": ranked, "generated": generated,
+                "answered": answered, "ranks": gather_lists([rank])}, f"{folder}/eval-rank{rank}-world{size}.pt")
+    if size > 1:
+        dist.destroy_process_group()
+
+
+def test_two_processes_evaluate_as_one_each_scoring_a_share(tmp_path):
+    mp.spawn(_evaluate, args=(2, str(tmp_path)), nprocs=2)
+    _evaluate(0, 1, str(tmp_path))
+    one = torch.load(tmp_path / "eval-rank0-world1.pt")
+    shares = [torch.load(tmp_path / f"eval-rank{r}-world2.pt") for r in range(2)]
+    assert one["metrics"]["itm_r_mean"] > 0 and len(one["ranked"]) == len(one["generated"]) == 6
+    for share in shares:
+        assert share["metrics"] == pytest.approx(one["metrics"], abs=1e-9)
+        assert share["ranked"] == one["ranked"] and share["generated"] == one["generated"]
+        assert share["ranks"] == [0, 1]  # gathered in rank order
+    assert sorted(s["scored"] for s in shares) == [one["scored"] // 2, (one["scored"] + 1) // 2]
+    # each process answered its half of the questions, once ranked and once generated
+    assert [s["answered"] for s in shares] == [QUESTIONS[:3] * 2, QUESTIONS[3:] * 2]
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_parts_cover_the_work_once_in_order(monkeypatch, n):
+    from suites.engine import distributed
+
+    for size in (1, 2, 3):
+        parts = []
+        for rank in range(size):
+            monkeypatch.setattr(distributed, "world", lambda rank=rank, size=size: (rank, size))
+            parts.append(np.arange(n)[distributed.part(n)])
+        assert np.array_equal(np.concatenate(parts), np.arange(n))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
 def test_shard_keeps_the_global_order():

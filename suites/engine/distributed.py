@@ -7,6 +7,9 @@ NCCL on GPUs, gloo on CPUs). Every process draws the same global batch and compu
 gradients are averaged before each optimizer step. Gathered with gradient, each process's loss reaches the
 other processes' features, so the averaged gradient is the gradient of the global batch's mean loss: the
 same as one process computing the whole batch.
+
+Evaluation is shared out the same way where it is costly (ITM re-ranking, VQA answers): each process computes a
+contiguous share (``part``) and every process gathers all of them, so every process ends with the same metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +34,35 @@ def shard(batch, rank: int, size: int):
     """Process ``rank``'s contiguous slice of a global batch (an index array): concatenated in rank order, the
     slices are the global batch again, so gathered features keep the global batch's order."""
     return batch if size == 1 else np.array_split(np.asarray(batch), size)[rank]
+
+
+def part(n: int) -> slice:
+    """This process's contiguous share of ``n`` items of work that every process could do alone (evaluation), cut
+    as ``shard`` cuts a batch; ``gather_parts`` / ``gather_lists`` put the shares back together in rank order."""
+    rank, size = world()
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+def gather_parts(tensor: torch.Tensor) -> torch.Tensor:
+    """Each process's (n_rank, ...) share, the n_rank may differ -> (sum of n_rank, ...) in rank order, on every
+    process."""
+    if world()[1] == 1:
+        return tensor
+    sizes = gather(torch.tensor([len(tensor)], device=tensor.device), grad=False).tolist()
+    padded = torch.cat([tensor, tensor.new_zeros(max(sizes) - len(tensor), *tensor.shape[1:])])
+    return torch.cat([chunk[:n] for chunk, n in zip(gather(padded, grad=False).split(max(sizes)), sizes)])
+
+
+def gather_lists(items: list) -> list:
+    """Each process's list (picklable items) -> every process's, concatenated in rank order, on every process."""
+    size = world()[1]
+    if size == 1:
+        return items
+    lists = [None] * size
+    dist.all_gather_object(lists, items)
+    return [item for one in lists for item in one]
 
 
 class _GatherWithGrad(torch.autograd.Function):

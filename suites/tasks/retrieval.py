@@ -514,6 +514,9 @@ def evaluate(
     data adds the median ranks (``*_r_mdr``). Candidates past a query's top-k rank below the re-ranked ones,
     ordered by ``past_topk`` (see ``past_top_k_scores``): "itc" continues ITC's order, "tied" is BLIP's (tied
     at -100, in numpy's argsort order). Recall at K <= k_test is the same either way.
+
+    Data-parallel processes (a trial on several GPUs) each embed the whole split and ITM-score a share of the
+    pairs, and all of them return the same metrics.
     """
     if past_topk not in PAST_TOPK:
         raise ValueError(f"past_topk must be one of {list(PAST_TOPK)}, got {past_topk!r}")
@@ -535,7 +538,9 @@ def evaluate(
         # the two candidate sets overlap heavily: score each (image, caption) pair once
         img_idx, txt_idx = (need_i2t | need_t2i).nonzero(as_tuple=True)
         rerank = torch.zeros_like(sims_t, dtype=torch.float64)
-        itm_logit = _itm_scores(model, embeds, ids, mask, img_idx, txt_idx.to(ids.device), backbone.enc_token_id).cpu()
+        mine = distributed.part(len(img_idx))  # data-parallel processes score a share of the pairs each
+        itm_logit = distributed.gather_parts(_itm_scores(model, embeds, ids, mask, img_idx[mine],
+                                                         txt_idx[mine].to(ids.device), backbone.enc_token_id)).cpu()
         itc_weight = 1.0 / backbone.temp if itc_weight is None else itc_weight
         rerank[img_idx, txt_idx] = (itm_logit + itc_weight * sims_t[img_idx, txt_idx]).double()
         i2t, t2i = (past_top_k_scores(rerank, need, sims_t, past_topk) for need in (need_i2t, need_t2i))

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora import arch
+from suites.engine import distributed
 from suites.engine.loop import Objective, index_batches
 from suites.tasks.metrics import vqa_accuracy
 from suites.tasks.passes import image_grounded, visual_tokens
@@ -237,8 +238,9 @@ def predict(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10
     if data.answer_list is not None:
         cand_ids, cand_mask = (t.to(device) for t in tokenize_answers(backbone, data.answer_list))
     predictions: list[str] = []
-    for start in range(0, len(data.questions), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data.questions)))
+    mine = distributed.part(len(data.questions))  # data-parallel processes answer a share of the questions each
+    for start in range(mine.start, mine.stop, batch_size):
+        idx = np.arange(start, min(start + batch_size, mine.stop))
         visual = visual_tokens(model, backbone.pixels(data.visual_batch(idx, train=False)).to(device))
         states, state_mask = encode_questions(model, backbone, visual, [data.questions[i] for i in idx])
         if data.answer_list is not None:
@@ -248,7 +250,7 @@ def predict(model, backbone, data: VQAData, k_test: int = 128, max_len: int = 10
             predictions += [decode(backbone, ids) for ids in generate_answers(model, states, state_mask, dec_id,
                                                                               sep_id, max_len)]
     model.train(was_training)
-    return predictions
+    return distributed.gather_lists(predictions)
 
 
 def score(prediction: str, answers: list[str], scoring: str, scorer: str = "official") -> float:
