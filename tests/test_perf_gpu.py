@@ -29,12 +29,30 @@ def test_tiny_report_layout(tiny_report):
     assert written["mode"] == "tiny"
     assert {"gpu", "torch", "cuda"} <= set(written["hardware"])
     assert written["config"]["backbone"] == "test-tiny" and written["config"]["device"] == "cpu"
+    assert written["config"]["attention"] == "fused"
     assert written["flops"]["counted_by"].startswith("torch.utils.flop_counter.FlopCounterMode")
     assert [r["method"] for r in written["rows"]] == list(gpu.METHODS)
     assert set(written["targets"]) == {name for name, *_ in gpu.TARGETS}
     for target in written["targets"].values():
         assert {"what", "value", "target", "pass", "note"} <= set(target)
         assert target["pass"] in (True, False, None)
+
+
+def test_eager_attention_is_measured_when_asked(tmp_path, monkeypatch):
+    """``--attention eager`` runs the methods on transformers' eager layers, and the report says which ran."""
+    from suites.backbones.attention import FUSED
+
+    seen = []
+    measure = gpu.measure_training
+
+    def recorded(training, cfg):
+        seen.append({type(m) for m in training.model.modules() if type(m) in FUSED or type(m) in FUSED.values()})
+        return measure(training, cfg)
+
+    monkeypatch.setattr(gpu, "measure_training", recorded)
+    report = gpu.main(["--tiny", "--methods", "lora", "--attention", "eager", "--output", str(tmp_path / "b.json")])
+    assert report["config"]["attention"] == "eager" and "error" not in report["rows"][0]
+    assert seen == [set(FUSED)]
 
 
 def test_every_method_trains_and_evaluates(tiny_report):

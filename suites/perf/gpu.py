@@ -20,6 +20,9 @@ For each method (frozen, full_finetune, lora, aurora with their default options)
   on a synthetic split, with the method's deltas merged (``aurora.api.merged``) and under autocast, as a trial
   evaluates; after a warm-up evaluation of a few images, so first-call kernel set-up is not counted.
 
+``--attention eager`` measures the same with transformers' eager BLIP attention in place of the suite's fused one
+(``suites.backbones.attention``): run both to see what fusing saves in time and memory.
+
 The targets (Aurora/LoRA throughput >= 0.9, Aurora/full throughput >= 1.5, Aurora/full peak training memory <= 0.6,
 full fine-tuning MFU >= 0.40, busy share >= 0.9 for every trained method) are reported with pass/fail flags.
 
@@ -48,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from suites.backbones.attention import use_sdpa
 from suites.perf.step import RetrievalTraining, random_retrieval_data, retrieval_training, spawn
 
 METHODS = ("frozen", "full_finetune", "lora", "aurora")
@@ -99,14 +103,16 @@ class BenchConfig:
     k_test: int
     isolation: str  # process: each method in a fresh process; shared: one after another in this one
     threads: int | None  # torch's CPU threads (None: torch's default)
+    attention: str  # fused: the suite's (scaled_dot_product_attention); eager: transformers' BLIP layers
 
 
 GPU_DEFAULTS = dict(backbone="blip-base", batch=32, precision="bf16", device="cuda", warmup=5, steps=20, fed_steps=30,
                     train_images=128, eval_images=256, captions_per_image=5, k_test=16, isolation="process",
-                    threads=None)
+                    threads=None, attention="fused")
+# threads=1: a tiny model gains nothing from more threads, and on a busy machine they wait
 TINY_DEFAULTS = dict(backbone="test-tiny", batch=4, precision="bf16", device="cpu", warmup=1, steps=2, fed_steps=2,
                      train_images=8, eval_images=8, captions_per_image=2, k_test=4, isolation="shared",
-                     threads=1)  # a tiny model gains nothing from more threads, and on a busy machine they wait
+                     threads=1, attention="fused")
 
 
 def default_workers() -> int:
@@ -234,6 +240,7 @@ def measure_method(method: str, cfg: BenchConfig, own_process: bool) -> dict:
         torch.set_num_threads(cfg.threads)
     training = retrieval_training(method, cfg.backbone, cfg.batch, cfg.device, cfg.precision,
                                   n_images=cfg.train_images)
+    use_sdpa(training.model, fused=cfg.attention == "fused")
     row = {"method": method, "options": training.method.config.to_dict(), "image_size": training.backbone.image_size,
            "method_trainable_params": param_report(training.model).method_trainable}
     reset_peak_memory(device)
@@ -416,6 +423,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="each method in a fresh process (default on a GPU), or one after another in this one "
                              "(default with --tiny)")
     parser.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's; 1 with --tiny)")
+    parser.add_argument("--attention", choices=("fused", "eager"),
+                        help="fused (default: what the suite runs) or transformers' eager BLIP attention, to measure "
+                             "what fusing saves")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense peak TFLOP/s, where the table lacks it")
     parser.add_argument("--output", default="outputs/bench_gpu.json")
     return parser.parse_args(argv)
