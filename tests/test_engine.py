@@ -232,3 +232,15 @@ def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
     assert resumed.metrics == whole.metrics and resumed.history == whole.history
     a, b = load_file(whole.weights), load_file(resumed.weights)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_trial_on_the_cpu_flushes_denormals():
+    """x86 CPUs compute on denormal floats in a slow path (random BLIP-base's gradients reach them): a trial's
+    device resolution turns flushing on, as GPUs' fast kernels do."""
+    from suites.orchestration.trial import compute_on
+
+    denormal = torch.tensor([1e-39])
+    torch.set_flush_denormal(False)
+    assert float(denormal * 1.0) > 0
+    compute_on(TrainConfig(device="cpu"))
+    assert float(denormal * 1.0) == 0.0

@@ -66,6 +66,14 @@ class Precision:
         return torch.autocast(self.device.type, dtype=_DTYPES[self.name])
 
 
+def flush_denormals(device: torch.device) -> None:
+    """On the CPU, flush denormal floats (below 1.2e-38) to zero, for this process. x86 CPUs compute on them in a
+    microcoded slow path: on BLIP-base with random weights, whose gradients reach that range, a LoRA step took 37 s
+    instead of 6. A GPU's fast kernels flush them already; only values below that range change."""
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
 def device_name(device: torch.device) -> str:
     """What computed, for the record: "cpu", or the GPU's name."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

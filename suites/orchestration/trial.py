@@ -22,7 +22,7 @@ from aurora.checkpoint import DamagedCheckpoint, check_sha256, file_sha256, load
 from suites.backbones import build_backbone
 from suites.benchmarks import BENCHMARKS, Benchmark
 from suites.engine import distributed
-from suites.engine.device import Precision, device_name, resolve_device, resolve_precision
+from suites.engine.device import Precision, device_name, flush_denormals, resolve_device, resolve_precision
 from suites.engine.loop import TrainConfig, fit
 from suites.record import TrialRecord, validation_score
 
@@ -252,8 +252,10 @@ def transfer_spec(source: TrialSpec, benchmark: str, benchmark_options: dict | N
 
 
 def compute_on(cfg: TrainConfig) -> Precision:
-    """The device a trial computes on (``train.device``) and its precision there (``train.precision``)."""
+    """The device a trial computes on (``train.device``) and its precision there (``train.precision``); on the CPU,
+    denormals flushed (``flush_denormals``)."""
     device = resolve_device(cfg.device)
+    flush_denormals(device)
     return Precision(resolve_precision(cfg.precision, device), device)
 
 

@@ -109,10 +109,11 @@ def retrieval_training(method: str, backbone: str, batch: int, device: str = "cp
     from aurora.api import create_method, train_heads
     from suites.backbones import build_backbone
     from suites.benchmarks import RetrievalBenchmark
-    from suites.engine.device import Precision
+    from suites.engine.device import Precision, flush_denormals
     from suites.engine.loop import TrainConfig, make_optimizer
     from suites.tasks.retrieval import LossSettings
 
+    flush_denormals(torch.device(device))  # as a trial computes
     torch.manual_seed(seed)  # the method's own initialisation
     bb = build_backbone(backbone)
     chosen = create_method(method, **(options or {}))
