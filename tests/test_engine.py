@@ -239,8 +239,8 @@ def test_a_trial_on_the_cpu_flushes_denormals():
     device resolution turns flushing on, as GPUs' fast kernels do."""
     from suites.orchestration.trial import compute_on
 
-    denormal = torch.tensor([1e-39])
-    torch.set_flush_denormal(False)
+    torch.set_flush_denormal(False)  # an earlier trial in this process may have turned it on
+    denormal = torch.tensor([1e-39])  # made while flushing is off: with it on, even the constant would be 0
     assert float(denormal * 1.0) > 0
     compute_on(TrainConfig(device="cpu"))
     assert float(denormal * 1.0) == 0.0
