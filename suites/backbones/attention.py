@@ -61,11 +61,14 @@ class SdpaTextSelfAttention(BlipTextSelfAttention):
         cross = encoder_hidden_states is not None
         source = encoder_hidden_states if cross else hidden_states
         mask = encoder_attention_mask if cross else attention_mask
-        q = self.query(hidden_states).unflatten(-1, (-1, self.attention_head_size)).transpose(1, 2)  # (B, H, L, dh)
-        k = self.key(source).unflatten(-1, (-1, self.attention_head_size)).transpose(1, 2)  # (B, H, L', dh)
-        v = self.value(source).unflatten(-1, (-1, self.attention_head_size)).transpose(1, 2)
+        q = self._heads(self.query(hidden_states))  # (B, H, L, dh)
+        k, v = self._heads(self.key(source)), self._heads(self.value(source))  # (B, H, L', dh)
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive(mask, q), dropout_p=_dropout(self))
         return context.transpose(1, 2).flatten(-2), None  # (B, L, H*dh)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, H*dh) -> (B, H, L, dh)."""
+        return x.unflatten(-1, (-1, self.attention_head_size)).transpose(1, 2)
 
 
 FUSED = {BlipAttention: SdpaVisionAttention, BlipTextSelfAttention: SdpaTextSelfAttention}

@@ -30,19 +30,24 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
-def shard(batch, rank: int, size: int):
-    """Process ``rank``'s contiguous slice of a global batch (an index array): concatenated in rank order, the
-    slices are the global batch again, so gathered features keep the global batch's order."""
-    return batch if size == 1 else np.array_split(np.asarray(batch), size)[rank]
-
-
-def part(n: int) -> slice:
-    """This process's contiguous share of ``n`` items of work that every process could do alone (evaluation), cut
-    as ``shard`` cuts a batch; ``gather_parts`` / ``gather_lists`` put the shares back together in rank order."""
-    rank, size = world()
+def share(n: int, rank: int, size: int) -> slice:
+    """Process ``rank``'s contiguous share of ``n`` items: the first ``n % size`` shares one item longer, so that
+    concatenated in rank order the shares are the items in order again."""
     base, extra = divmod(n, size)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (rank < extra))
+
+
+def shard(batch, rank: int, size: int):
+    """Process ``rank``'s slice of a global batch (an index array): gathered features keep the global batch's
+    order."""
+    return batch if size == 1 else np.asarray(batch)[share(len(batch), rank, size)]
+
+
+def part(n: int) -> slice:
+    """This process's share of ``n`` items of work that every process could do alone (evaluation);
+    ``gather_parts`` / ``gather_lists`` put the shares back together in rank order."""
+    return share(n, *world())
 
 
 def gather_parts(tensor: torch.Tensor) -> torch.Tensor:

@@ -97,12 +97,7 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
     With ``train.checkpoints`` on, ``snapshot`` is the whole training state there, with the history so far
     (else None); ``resume`` continues a trial from such a state.
     """
-    start = time.perf_counter()
-    release_free_memory()
-    reset_peak_rss()
-    torch.set_num_threads(max(1, spec.threads))
-    cfg = spec.train_config()
-    precision = compute_on(cfg)
+    start, cfg, precision = _begin(spec)
     device = precision.device
     bench, (train_data, val_data, test_data), backbone, method = build_trial(spec)
     model = backbone.model.to(device)  # the method's tensors with it
@@ -131,6 +126,18 @@ def run_trial(spec: TrialSpec, on_validation: Callable[[dict, float, dict | None
     return _record(spec, cfg, bench, backbone, method, precision, start, metrics, params=report.to_dict(),
                    history=history, val_score=validation_score(history), train_stats=stats, weights=weights,
                    weights_sha256=file_sha256(weights) if weights else "", processes=distributed.world()[1])
+
+
+def _begin(spec: TrialSpec) -> tuple[float, TrainConfig, Precision]:
+    """What every run of a trial (trained, or only evaluated) does first: starts its clock, gives back the memory
+    earlier trials in this process freed and counts its peak afresh, sets its threads, settings and device
+    -> (start time, settings, precision)."""
+    start = time.perf_counter()
+    release_free_memory()
+    reset_peak_rss()
+    torch.set_num_threads(max(1, spec.threads))
+    cfg = spec.train_config()
+    return start, cfg, compute_on(cfg)
 
 
 def _record(spec: TrialSpec, cfg: TrainConfig, bench, backbone, method, precision: Precision, start: float,
@@ -185,12 +192,7 @@ def evaluate_saved(spec: TrialSpec, weights: str | Path | None, weights_sha256: 
     and evaluate on the test split, without training -> a record of that evaluation (no history, no new
     weights file; ``weights_sha256`` names the file it read). ``result_file``: also write the benchmark's
     evaluation-server file for its unanswered test questions (``write_results``: VQAv2's test2015)."""
-    start = time.perf_counter()
-    release_free_memory()
-    reset_peak_rss()
-    torch.set_num_threads(max(1, spec.threads))
-    cfg = spec.train_config()
-    precision = compute_on(cfg)
+    start, cfg, precision = _begin(spec)
     bench, (_, _, test_data), backbone, method = build_trial(spec)
     if method.trains:
         if weights is None:
